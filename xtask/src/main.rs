@@ -1,1 +1,130 @@
-fn main() {}
+//! `cargo xtask`: the project's own tasks, in Rust so they run wherever cargo does.
+//!
+//! - `demo`  builds gen and sample-webapp, starts the app on 127.0.0.1, runs a short
+//!   open-loop load against it and prints gen's report beside the server's own count.
+//! - `ci`    everything CI checks: installs the Debian packages tests need when missing,
+//!   then fmt, clippy and the whole test suite (release build: timing tests need it).
+//! - `bench` whole-system comparison against peers (see `bench.rs`).
+
+mod bench;
+mod proc;
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(&args[1..]),
+        Some("ci") => ci(),
+        Some("bench") => bench::main(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <demo|ci|bench> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Start sample-webapp, run gen against it, print both counts.
+fn demo(args: &[String]) -> Result<()> {
+    let mut rate = "2000".to_string();
+    let mut duration = "5s".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rate" => rate = it.next().context("--rate needs a value")?.clone(),
+            "--duration" => duration = it.next().context("--duration needs a value")?.clone(),
+            other => bail!("unknown demo argument {other:?}"),
+        }
+    }
+    proc::cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "generator",
+        "-p",
+        "sample-webapp",
+    ])?;
+    let bin = proc::target_dir()?.join("release");
+    let app = proc::Server::start(
+        Command::new(bin.join("sample-webapp")).args(["--listen", "127.0.0.1:0"]),
+        "listening on ",
+    )?;
+    let url = format!("http://{}/metrics?deviceid=demo", app.addr);
+    println!(
+        "sample-webapp on {}; running gen --rate {rate} --duration {duration} {url}\n",
+        app.addr
+    );
+    let status = Command::new(bin.join("gen"))
+        .args([
+            "--rate",
+            &rate,
+            "--duration",
+            &duration,
+            "--warmup",
+            "1s",
+            &url,
+        ])
+        .status()
+        .context("running gen")?;
+    let stats = proc::http_get(&app.addr, "/_stats")?;
+    println!("\nsample-webapp's own count (includes the warm-up): {stats}");
+    if !status.success() {
+        bail!("gen exited with {status}");
+    }
+    Ok(())
+}
+
+/// The README's test command: what CI runs.
+fn ci() -> Result<()> {
+    install_test_deps()?;
+    proc::cargo(&["fmt", "--all", "--check"])?;
+    proc::cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    proc::cargo(&["test", "--workspace", "--all-targets", "--release"])?;
+    Ok(())
+}
+
+/// Debian packages the tests and benches use, installed only when missing.
+fn install_test_deps() -> Result<()> {
+    let wanted = [
+        ("nginx", "nginx-light"),
+        ("wrk", "wrk"),
+        ("h2load", "nghttp2-client"),
+    ];
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(bin, _)| !proc::on_path(bin))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("xtask: installing {}", missing.join(" "));
+    let ok = Command::new("apt-get")
+        .arg("update")
+        .arg("-q")
+        .status()?
+        .success()
+        && Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()?
+            .success();
+    if !ok {
+        bail!("could not install {}", missing.join(" "));
+    }
+    Ok(())
+}

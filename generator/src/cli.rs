@@ -1,0 +1,263 @@
+//! The command line: flags (clap), their syntax checks, and the top-level flow of a run.
+//!
+//! Bad input never panics: it ends as one line on stderr naming the bad value, exit code 2.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::RunConfig;
+use crate::export::{progress_line, Report};
+
+/// Exit codes, documented in README and docs/report.md.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_RUN_FAILED: i32 = 1;
+pub const EXIT_BAD_INPUT: i32 = 2;
+
+/// gen: an accurate, open-loop HTTP load generator.
+///
+/// With --rate, requests leave on a fixed schedule whether or not earlier ones came back, and
+/// latency is measured from the intended send time. Without --rate, each connection sends
+/// its next request as soon as the previous response arrives (maximum throughput).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "gen", version, about, max_term_width = 100)]
+pub struct Args {
+    /// Target URL, e.g. http://127.0.0.1:8080/ (or give it as the only positional argument).
+    #[arg(short = 'u', long, value_name = "URL")]
+    pub target: Option<String>,
+
+    /// Target URL as a positional argument (like wrk and oha).
+    #[arg(value_name = "URL", conflicts_with = "target")]
+    pub url: Option<String>,
+
+    /// Open-loop rate in requests per second for the whole run (all threads together).
+    #[arg(short, long, value_name = "REQ/S", allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+
+    /// Connection pool size (all threads). Default: closed loop 64; open loop sized from the
+    /// rate (rate × 10 ms, at least 4 per thread).
+    #[arg(short, long, value_name = "N")]
+    pub connections: Option<usize>,
+
+    /// Worker threads, each pinned to one CPU. Default: one per CPU this process may use.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Length of the measured run (after warm-up): 500ms, 30s, 2m, 1h30m. Default 10s unless
+    /// --requests is given.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Number of measured requests; the run ends after them.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub requests: Option<u64>,
+
+    /// Warm-up before the measured run; its requests are sent but not recorded.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    pub warmup: Duration,
+
+    /// Overall request timeout (from send to last byte; also bounds time spent queued).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+
+    /// HTTP method. Default GET, or POST when a body is given.
+    #[arg(short = 'X', long, value_name = "METHOD")]
+    pub method: Option<String>,
+
+    /// Extra request header "Name: value" (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// Request body.
+    #[arg(short = 'd', long, value_name = "BODY", conflicts_with = "body_file")]
+    pub body: Option<String>,
+
+    /// Request body read from a file.
+    #[arg(long, value_name = "PATH")]
+    pub body_file: Option<PathBuf>,
+
+    /// Requests that may wait for a free connection, per thread, before new ones count as
+    /// dropped. Default: two seconds of the thread's rate, at least 1024.
+    #[arg(long, value_name = "N")]
+    pub max_queue: Option<usize>,
+
+    /// Print the report as JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write the JSON report to this file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Show the full latency percentile spectrum.
+    #[arg(long)]
+    pub latency: bool,
+
+    /// No live progress line (it is also off when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Parse `500ms`, `30s`, `2m`, `1h30m`, `1.5s`, `250us`; a bare number means seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration \"{s}\" (use e.g. 500ms, 30s, 2m, 1h30m)");
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        if num_end == 0 {
+            return Err(bad());
+        }
+        let value: f64 = rest[..num_end].parse().map_err(|_| bad())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_end..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
+}
+
+/// `gen` itself: parse, run, report; returns the exit code.
+pub fn main() -> i32 {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            if matches!(
+                e.kind(),
+                K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return EXIT_OK;
+            }
+            // clap's own message, first line only: one clear line, the offending value in it.
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("invalid arguments");
+            eprintln!("gen: {}", first.trim_start_matches("error: "));
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let cfg = match RunConfig::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gen: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    run(&cfg)
+}
+
+/// Run a resolved configuration, print the report, return the exit code.
+pub fn run(cfg: &RunConfig) -> i32 {
+    let live = cfg.progress && std::io::stderr().is_terminal();
+    let rate = cfg.plan.rate();
+    let outcome = crate::engine::run(cfg, |index, snap| {
+        if live {
+            let line = progress_line(snap, (index + 1) as f64, rate);
+            eprint!("\r\x1b[2K{line}");
+            let _ = std::io::stderr().flush();
+        }
+    });
+    if live {
+        eprint!("\r\x1b[2K");
+    }
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("gen: {e}");
+            return EXIT_RUN_FAILED;
+        }
+    };
+    let report = Report::from_points(
+        cfg.run_info(outcome.driver),
+        &outcome.totals,
+        outcome.series,
+        outcome.measured_s,
+        outcome.cpu,
+    );
+    let json = report.to_json();
+    if let Some(path) = &cfg.output {
+        let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("gen: cannot write report to {}: {e}", path.display());
+            return EXIT_RUN_FAILED;
+        }
+    }
+    if cfg.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
+    } else {
+        print!("{}", report.to_text(cfg.latency));
+    }
+    report.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_duration("500ms"), Ok(ms(500)));
+        assert_eq!(parse_duration("30s"), Ok(ms(30_000)));
+        assert_eq!(parse_duration("2m"), Ok(ms(120_000)));
+        assert_eq!(parse_duration("1h30m"), Ok(ms(5_400_000)));
+        assert_eq!(parse_duration("1.5s"), Ok(ms(1500)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("10"), Ok(ms(10_000)));
+        for bad in ["", "s", "10x", "-1s", "1..5s", "ms10", "1e400"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains(&format!("\"{bad}\"")), "{e}");
+        }
+    }
+
+    #[test]
+    fn flags_parse() {
+        let a = Args::try_parse_from([
+            "gen",
+            "--rate",
+            "50000",
+            "--target",
+            "http://127.0.0.1:8080/",
+            "--duration",
+            "30s",
+            "-H",
+            "X-A: 1",
+            "-H",
+            "X-B: 2",
+            "--warmup",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(a.rate, Some(50000.0));
+        assert_eq!(a.headers.len(), 2);
+        assert_eq!(a.duration, Some(Duration::from_secs(30)));
+        assert!(Args::try_parse_from(["gen", "-d", "x", "--body-file", "f", "http://x/"]).is_err());
+        assert!(Args::try_parse_from(["gen", "--target", "http://a/", "http://b/"]).is_err());
+    }
+}

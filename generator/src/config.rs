@@ -1,0 +1,231 @@
+//! The resolved run configuration: every default decided, every value checked, the target
+//! resolved and the request encoded once, before any thread starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+
+use crate::cli::Args;
+use crate::export::{Mode, RunInfo};
+use crate::http::request::{parse_header_arg, RequestError, RequestSpec};
+use crate::http::target::{Target, TargetError};
+use crate::plan::{Load, Plan};
+
+/// Why a command line cannot run. Each message names the bad value.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("no target URL given (use --target URL or give the URL as an argument)")]
+    NoTarget,
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("{target}: https targets need TLS, which this build does not support yet")]
+    Tls { target: String },
+    #[error("invalid rate {0} (must be a positive number of requests per second)")]
+    Rate(f64),
+    #[error("invalid {flag} {value} (must be at least 1)")]
+    Zero { flag: &'static str, value: u64 },
+    #[error("invalid duration {0:?} (must be longer than zero)")]
+    Duration(Duration),
+    #[error("cannot read body file {path}: {source}")]
+    BodyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Everything a run needs, resolved.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub target: Target,
+    pub addr: SocketAddr,
+    pub method: String,
+    /// The request's wire bytes, encoded once.
+    pub request: Vec<u8>,
+    pub head_request: bool,
+    pub plan: Plan,
+    pub threads: usize,
+    pub connections: usize,
+    pub timeout: Duration,
+    /// Per-thread bound of the wait queue.
+    pub max_queue: usize,
+    pub json: bool,
+    pub output: Option<PathBuf>,
+    pub latency: bool,
+    pub progress: bool,
+}
+
+impl RunConfig {
+    pub fn from_args(a: &Args) -> Result<RunConfig, ConfigError> {
+        let url = a
+            .target
+            .as_ref()
+            .or(a.url.as_ref())
+            .ok_or(ConfigError::NoTarget)?;
+        let target = Target::parse(url)?;
+        if target.is_tls() {
+            return Err(ConfigError::Tls {
+                target: url.clone(),
+            });
+        }
+        let load = match a.rate {
+            Some(r) if r.is_finite() && r > 0.0 => Load::Open { rate: r },
+            Some(r) => return Err(ConfigError::Rate(r)),
+            None => Load::Closed,
+        };
+        for (flag, v) in [
+            ("--connections", a.connections.map(|v| v as u64)),
+            ("--threads", a.threads.map(|v| v as u64)),
+            ("--requests", a.requests),
+            ("--max-queue", a.max_queue.map(|v| v as u64)),
+        ] {
+            if v == Some(0) {
+                return Err(ConfigError::Zero { flag, value: 0 });
+            }
+        }
+        for d in [a.duration, Some(a.timeout)].into_iter().flatten() {
+            if d.is_zero() {
+                return Err(ConfigError::Duration(d));
+            }
+        }
+        let body = match (&a.body, &a.body_file) {
+            (Some(b), _) => b.clone().into_bytes(),
+            (None, Some(p)) => std::fs::read(p).map_err(|source| ConfigError::BodyFile {
+                path: p.clone(),
+                source,
+            })?,
+            (None, None) => Vec::new(),
+        };
+        let method = a
+            .method
+            .clone()
+            .unwrap_or_else(|| if body.is_empty() { "GET" } else { "POST" }.to_string());
+        let mut spec = RequestSpec::new(method.clone(), &target);
+        spec.body = body;
+        for h in &a.headers {
+            spec.headers.push(parse_header_arg(h)?);
+        }
+        let request = spec.encode()?;
+        let head_request = spec.is_head();
+
+        let cpus = crate::engine::allowed_cpus().len().max(1);
+        let mut threads = a.threads.unwrap_or(cpus);
+        let connections = a.connections.unwrap_or(match load {
+            Load::Open { rate } => ((rate * 0.010).ceil() as usize).clamp(4 * threads, 10_000),
+            Load::Closed => 64,
+        });
+        // A thread without a connection would have nothing to do.
+        threads = threads.min(connections);
+        let max_queue = a.max_queue.unwrap_or(match load {
+            Load::Open { rate } => ((rate * 2.0 / threads as f64).ceil() as usize).max(1024),
+            Load::Closed => 1,
+        });
+        let duration = match (a.duration, a.requests) {
+            (None, None) => Some(Duration::from_secs(10)),
+            (d, _) => d,
+        };
+        // Resolve last: everything else is cheaper to get wrong first.
+        let addr = target.resolve()?[0];
+        Ok(RunConfig {
+            target,
+            addr,
+            method,
+            request,
+            head_request,
+            plan: Plan {
+                load,
+                warmup: a.warmup,
+                duration,
+                requests: a.requests,
+            },
+            threads,
+            connections,
+            timeout: a.timeout,
+            max_queue,
+            json: a.json,
+            output: a.output.clone(),
+            latency: a.latency,
+            progress: !a.quiet,
+        })
+    }
+
+    /// The run's description for the report.
+    pub fn run_info(&self, driver: &str) -> RunInfo {
+        RunInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            target: self.target.to_string(),
+            method: self.method.clone(),
+            mode: match self.plan.load {
+                Load::Open { rate } => Mode::Open { rate },
+                Load::Closed => Mode::Closed {
+                    connections: self.connections,
+                },
+            },
+            duration_s: self.plan.duration.map_or(0.0, |d| d.as_secs_f64()),
+            warmup_s: self.plan.warmup.as_secs_f64(),
+            threads: self.threads,
+            connections: self.connections,
+            driver: driver.to_string(),
+            started_at_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cfg(args: &[&str]) -> Result<RunConfig, ConfigError> {
+        let mut v = vec!["gen"];
+        v.extend_from_slice(args);
+        RunConfig::from_args(&Args::try_parse_from(v).unwrap())
+    }
+
+    #[test]
+    fn defaults_follow_the_rate() {
+        let c = cfg(&["--rate", "50000", "--threads", "2", "http://127.0.0.1:9/"]).unwrap();
+        assert_eq!(c.connections, 500);
+        assert_eq!(c.max_queue, 50_000);
+        assert_eq!(c.plan.duration, Some(Duration::from_secs(10)));
+        let c = cfg(&[
+            "--threads",
+            "4",
+            "-c",
+            "2",
+            "-n",
+            "10",
+            "http://127.0.0.1:9/x",
+        ])
+        .unwrap();
+        assert_eq!((c.threads, c.connections), (2, 2));
+        assert_eq!(c.plan.duration, None);
+        assert!(c.request.starts_with(b"GET /x HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let msg = |a: &[&str]| cfg(a).unwrap_err().to_string();
+        assert!(msg(&["--rate", "0", "http://127.0.0.1/"]).contains("rate 0"));
+        assert!(msg(&["--rate", "-5", "http://127.0.0.1/"]).contains("-5"));
+        assert!(msg(&["ftp://127.0.0.1/"]).contains("ftp"));
+        assert!(msg(&["-c", "0", "http://127.0.0.1/"]).contains("--connections"));
+        assert!(
+            msg(&["--body-file", "/nonexistent/b", "http://127.0.0.1/"]).contains("/nonexistent/b")
+        );
+        assert!(msg(&["-H", "nocolon", "http://127.0.0.1/"]).contains("nocolon"));
+        assert!(msg(&[]).contains("no target"));
+    }
+
+    #[test]
+    fn body_implies_post() {
+        let c = cfg(&["-d", "a=1", "http://127.0.0.1/"]).unwrap();
+        assert_eq!(c.method, "POST");
+        assert!(c.request.ends_with(b"\r\n\r\na=1"));
+    }
+}

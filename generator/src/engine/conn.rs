@@ -1,0 +1,354 @@
+//! The connection state machine, shared by every driver.
+//!
+//! Sans-io: it never performs a syscall. The engine loop tells it what happened (a connect,
+//! send or receive completed with this result) and it answers what that means (send more,
+//! receive more, the response is complete, the request failed with this error kind). It owns
+//! the connection's receive buffer and response parser; both are allocated once and reused
+//! for every request on the slot, including across reconnects.
+//!
+//! ```text
+//!  Down --connect--> Connecting --ok--> Ready <--response done, keep-alive-- Busy
+//!    ^                   |                 \--------begin request---------->  |
+//!    |                 error                                            error/close
+//!    +---- Draining (fd shut down, waiting for the driver's last completions) <+
+//! ```
+
+use crate::http::response::{Done, ResponseParser};
+use crate::measure::ErrorKind;
+
+/// Receive buffer: start size, and the limit it may grow to while a header block is
+/// incomplete (the parser rejects header blocks over 64 KiB; the rest is slack).
+const RX_START: usize = 16 * 1024;
+const RX_MAX: usize = 80 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// No socket; waits in the reconnect queue.
+    Down,
+    Connecting,
+    /// Connected, no request in flight (a receive stays armed to notice a server close).
+    Ready,
+    /// A request is in flight.
+    Busy,
+    /// Being closed: the socket is shut down and the driver still owes completions.
+    Draining,
+}
+
+/// Timing of the request in flight, in nanoseconds from the run's start.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InFlight {
+    pub intended: u64,
+    pub sent: u64,
+    /// 0 until the first byte of the response arrives.
+    pub first_byte: u64,
+    pub bytes: u64,
+}
+
+/// What a receive completion meant.
+#[derive(Debug, PartialEq)]
+pub enum RecvOutcome {
+    /// The response is incomplete: arm another receive.
+    More,
+    /// The response is complete. `clean` is false when the connection must not be reused
+    /// (the server asked to close, or sent bytes nobody asked for).
+    Complete { done: Done, clean: bool },
+    /// The request failed; the connection must be closed.
+    Fail(ErrorKind),
+    /// The server closed (or wrote to) an idle connection: close it, no request is lost.
+    IdleClosed,
+}
+
+pub struct Conn {
+    pub fd: i32,
+    pub phase: Phase,
+    /// Operations the driver still owes a completion for.
+    pub pending: u8,
+    pub send_inflight: bool,
+    pub recv_armed: bool,
+    /// Bytes of the current request already sent.
+    pub tx_off: usize,
+    pub req: InFlight,
+    /// When the current connect started; also the reconnect time while Down.
+    pub since: u64,
+    /// Reconnect backoff after a failed connect, doubled per failure.
+    pub backoff: u64,
+    /// A cancel was issued because the connect took longer than the timeout.
+    pub timed_out: bool,
+    rx: Vec<u8>,
+    head: usize,
+    tail: usize,
+    parser: ResponseParser,
+}
+
+impl Default for Conn {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Conn {
+    pub fn new() -> Conn {
+        Conn {
+            fd: -1,
+            phase: Phase::Down,
+            pending: 0,
+            send_inflight: false,
+            recv_armed: false,
+            tx_off: 0,
+            req: InFlight::default(),
+            since: 0,
+            backoff: 0,
+            timed_out: false,
+            rx: vec![0; RX_START],
+            head: 0,
+            tail: 0,
+            parser: ResponseParser::new(),
+        }
+    }
+
+    /// A connect completed. Ok: the connection is ready (returns the connect time).
+    pub fn on_connect(&mut self, res: i32, now: u64) -> Result<u64, ErrorKind> {
+        if res < 0 {
+            return Err(if self.timed_out {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Connect
+            });
+        }
+        self.phase = Phase::Ready;
+        self.backoff = 0;
+        self.head = 0;
+        self.tail = 0;
+        Ok(now.saturating_sub(self.since))
+    }
+
+    /// Start a request on a Ready connection.
+    pub fn begin(&mut self, intended: u64, now: u64, head_request: bool) {
+        debug_assert_eq!(self.phase, Phase::Ready);
+        self.phase = Phase::Busy;
+        self.req = InFlight {
+            intended,
+            sent: now,
+            first_byte: 0,
+            bytes: 0,
+        };
+        self.tx_off = 0;
+        self.parser.reset(head_request);
+    }
+
+    /// A send completed; returns whether `total - tx_off` bytes remain to send, or the error.
+    pub fn on_send(&mut self, res: i32, total: usize) -> Result<bool, ErrorKind> {
+        self.send_inflight = false;
+        if res < 0 {
+            return Err(errno_kind(-res));
+        }
+        self.tx_off += res as usize;
+        Ok(self.tx_off < total)
+    }
+
+    /// Where the next receive should write. Compacts or grows the buffer only while no
+    /// receive is outstanding (the caller's contract), so the kernel never writes to freed
+    /// or moved memory.
+    pub fn rx_space(&mut self) -> (*mut u8, usize) {
+        if self.head == self.tail {
+            self.head = 0;
+            self.tail = 0;
+        }
+        if self.tail == self.rx.len() {
+            if self.head > 0 {
+                self.rx.copy_within(self.head..self.tail, 0);
+                self.tail -= self.head;
+                self.head = 0;
+            } else if self.rx.len() < RX_MAX {
+                // Rare: a header block bigger than the buffer. Not per request.
+                let len = (self.rx.len() * 2).min(RX_MAX);
+                self.rx.resize(len, 0);
+            }
+        }
+        let len = self.rx.len() - self.tail;
+        // SAFETY: tail <= len, so the pointer stays inside (or one past) the allocation.
+        (unsafe { self.rx.as_mut_ptr().add(self.tail) }, len)
+    }
+
+    /// A receive completed at `now`.
+    pub fn on_recv(&mut self, res: i32, now: u64) -> RecvOutcome {
+        self.recv_armed = false;
+        if res < 0 {
+            return if self.phase == Phase::Busy {
+                RecvOutcome::Fail(errno_kind(-res))
+            } else {
+                RecvOutcome::IdleClosed
+            };
+        }
+        if self.phase != Phase::Busy {
+            return RecvOutcome::IdleClosed;
+        }
+        if res == 0 {
+            return match self.parser.eof() {
+                Ok(Some(done)) => RecvOutcome::Complete { done, clean: false },
+                _ => RecvOutcome::Fail(ErrorKind::Closed),
+            };
+        }
+        let n = res as usize;
+        self.tail = (self.tail + n).min(self.rx.len());
+        self.req.bytes += n as u64;
+        if self.req.first_byte == 0 {
+            self.req.first_byte = now.max(1);
+        }
+        loop {
+            match self.parser.feed(&self.rx[self.head..self.tail]) {
+                Err(_) => return RecvOutcome::Fail(ErrorKind::Parse),
+                Ok(feed) => {
+                    self.head += feed.consumed;
+                    if let Some(done) = feed.done {
+                        // Bytes after the response: nobody asked for them (one request in
+                        // flight per connection), so the connection is not trusted further.
+                        let clean = done.keep_alive && self.head == self.tail;
+                        self.head = 0;
+                        self.tail = 0;
+                        return RecvOutcome::Complete { done, clean };
+                    }
+                    if feed.consumed == 0 || self.head == self.tail {
+                        break;
+                    }
+                }
+            }
+        }
+        if self.tail == self.rx.len() && self.head == 0 && self.rx.len() >= RX_MAX {
+            // The buffer is full of an incomplete header block: the parser would have said
+            // HeadersTooLarge already; never spin on a zero-length receive.
+            return RecvOutcome::Fail(ErrorKind::Parse);
+        }
+        RecvOutcome::More
+    }
+}
+
+/// Map a socket errno to the error kind it is counted under.
+pub fn errno_kind(errno: i32) -> ErrorKind {
+    match errno {
+        libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EADDRNOTAVAIL => {
+            ErrorKind::Connect
+        }
+        libc::ETIMEDOUT => ErrorKind::Timeout,
+        _ => ErrorKind::Reset,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(c: &mut Conn, bytes: &[u8], now: u64) -> RecvOutcome {
+        let (ptr, len) = c.rx_space();
+        assert!(len >= bytes.len());
+        // SAFETY: ptr points at `len` writable bytes of c.rx.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
+        c.on_recv(bytes.len() as i32, now)
+    }
+
+    fn ready() -> Conn {
+        let mut c = Conn::new();
+        c.since = 10;
+        assert_eq!(c.on_connect(0, 25), Ok(15));
+        c
+    }
+
+    #[test]
+    fn response_split_over_receives_completes_once() {
+        let mut c = ready();
+        c.begin(100, 110, false);
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(feed(&mut c, &resp[..10], 150), RecvOutcome::More);
+        assert_eq!(feed(&mut c, &resp[10..40], 160), RecvOutcome::More);
+        match feed(&mut c, &resp[40..], 170) {
+            RecvOutcome::Complete { done, clean } => {
+                assert_eq!(done.status, 200);
+                assert!(clean);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.req.first_byte, 150);
+        assert_eq!(c.req.bytes, resp.len() as u64);
+    }
+
+    #[test]
+    fn close_and_garbage_are_classified() {
+        let mut c = ready();
+        c.begin(0, 0, false);
+        assert_eq!(feed(&mut c, b"HTTP/1.1 200 OK\r\n", 1), RecvOutcome::More);
+        assert_eq!(c.on_recv(0, 2), RecvOutcome::Fail(ErrorKind::Closed));
+
+        let mut c = ready();
+        c.begin(0, 0, false);
+        assert_eq!(
+            feed(&mut c, b"\x00\x01garbage\r\n\r\n", 1),
+            RecvOutcome::Fail(ErrorKind::Parse)
+        );
+
+        let mut c = ready();
+        c.begin(0, 0, false);
+        assert_eq!(
+            c.on_recv(-libc::ECONNRESET, 1),
+            RecvOutcome::Fail(ErrorKind::Reset)
+        );
+
+        // A server closing an idle keep-alive connection loses no request.
+        let mut c = ready();
+        assert_eq!(c.on_recv(0, 1), RecvOutcome::IdleClosed);
+    }
+
+    #[test]
+    fn extra_bytes_or_connection_close_make_it_unclean() {
+        let mut c = ready();
+        c.begin(0, 0, false);
+        match feed(&mut c, b"HTTP/1.1 204 No Content\r\n\r\nXX", 1) {
+            RecvOutcome::Complete { clean, .. } => assert!(!clean),
+            other => panic!("{other:?}"),
+        }
+        let mut c = ready();
+        c.begin(0, 0, false);
+        match feed(
+            &mut c,
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            1,
+        ) {
+            RecvOutcome::Complete { clean, .. } => assert!(!clean),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn connect_errors_and_partial_sends() {
+        let mut c = Conn::new();
+        assert_eq!(
+            c.on_connect(-libc::ECONNREFUSED, 5),
+            Err(ErrorKind::Connect)
+        );
+        c.timed_out = true;
+        assert_eq!(c.on_connect(-libc::ECANCELED, 5), Err(ErrorKind::Timeout));
+        let mut c = ready();
+        c.begin(0, 0, false);
+        c.send_inflight = true;
+        assert_eq!(c.on_send(10, 25), Ok(true));
+        assert_eq!(c.on_send(15, 25), Ok(false));
+        assert_eq!(c.on_send(-libc::EPIPE, 25), Err(ErrorKind::Reset));
+    }
+
+    #[test]
+    fn big_header_block_grows_buffer_then_fails_cleanly() {
+        let mut c = ready();
+        c.begin(0, 0, false);
+        let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+        while head.len() < 70 * 1024 {
+            head.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        let mut out = RecvOutcome::More;
+        for chunk in head.chunks(4096) {
+            out = feed(&mut c, chunk, 1);
+            if out != RecvOutcome::More {
+                break;
+            }
+        }
+        assert_eq!(out, RecvOutcome::Fail(ErrorKind::Parse));
+    }
+}

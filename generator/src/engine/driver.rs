@@ -1,0 +1,104 @@
+//! The driver interface: what the engine loop needs from an I/O backend.
+//!
+//! The loop and the connection state machine ([`super::conn`]) are written once against
+//! this trait; io_uring ([`super::uring`]) implements it today and an epoll driver
+//! implements the same four operations for kernels or sandboxes without io_uring.
+//! Operations complete later, as [`Completion`]s returned by [`Driver::wait`], so a
+//! readiness-based backend simply performs the syscall when the socket is ready.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use socket2::SockAddr;
+
+/// Which operation completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Connect = 0,
+    Send = 1,
+    Recv = 2,
+    Cancel = 3,
+}
+
+impl Op {
+    pub(crate) fn from_bits(b: u64) -> Op {
+        match b & 3 {
+            0 => Op::Connect,
+            1 => Op::Send,
+            2 => Op::Recv,
+            _ => Op::Cancel,
+        }
+    }
+}
+
+/// One finished operation: the connection slot it belongs to, and the syscall-style result
+/// (bytes transferred, or a negative errno).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    pub conn: u32,
+    pub op: Op,
+    pub res: i32,
+}
+
+/// An I/O backend. Every queued operation produces exactly one [`Completion`]; at most one
+/// operation of each kind is outstanding per connection, so `(conn, op)` identifies it.
+pub trait Driver {
+    /// Shown in the report ("io_uring", "epoll").
+    fn name(&self) -> &'static str;
+
+    /// Queue a connect of the non-blocking socket `fd` to `addr`.
+    ///
+    /// # Safety
+    /// `addr` must stay valid and unmoved until the completion arrives.
+    unsafe fn connect(&mut self, conn: u32, fd: RawFd, addr: *const SockAddr);
+
+    /// Queue a send of `len` bytes at `buf`.
+    ///
+    /// # Safety
+    /// The memory must stay valid and unmodified until the completion arrives.
+    unsafe fn send(&mut self, conn: u32, fd: RawFd, buf: *const u8, len: usize);
+
+    /// Queue a receive into `len` bytes at `buf`.
+    ///
+    /// # Safety
+    /// The memory must stay valid and otherwise untouched until the completion arrives.
+    unsafe fn recv(&mut self, conn: u32, fd: RawFd, buf: *mut u8, len: usize);
+
+    /// Cancel every operation outstanding on `fd`; each still completes (with `-ECANCELED`),
+    /// and the cancel itself completes as [`Op::Cancel`].
+    fn cancel(&mut self, conn: u32, fd: RawFd);
+
+    /// Submit what is queued and wait up to `timeout_ns` for at least one completion;
+    /// appends completions to `out` (which keeps its capacity: no allocation per call).
+    fn wait(&mut self, timeout_ns: u64, out: &mut Vec<Completion>) -> io::Result<()>;
+}
+
+/// `user_data` layout shared by drivers: connection slot in the high bits, op in the low 2.
+#[inline]
+pub(crate) fn user_data(conn: u32, op: Op) -> u64 {
+    (u64::from(conn) << 2) | op as u64
+}
+
+#[inline]
+pub(crate) fn decode(user_data: u64, res: i32) -> Completion {
+    Completion {
+        conn: (user_data >> 2) as u32,
+        op: Op::from_bits(user_data),
+        res,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trips() {
+        for op in [Op::Connect, Op::Send, Op::Recv, Op::Cancel] {
+            for conn in [0, 1, 77, u32::MAX] {
+                let c = decode(user_data(conn, op), -4);
+                assert_eq!(c, Completion { conn, op, res: -4 });
+            }
+        }
+    }
+}

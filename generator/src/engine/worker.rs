@@ -1,0 +1,535 @@
+//! The engine loop: one per worker thread, the same for every load shape and driver.
+//!
+//! Each iteration: release the requests that are due (open model) into a bounded queue,
+//! hand queued requests to ready connections, reconnect closed ones, expire timeouts, flush
+//! the interval snapshot once a second, then wait for completions or the next deadline,
+//! whichever is first. Nothing here allocates, locks or logs per request: the queue, the
+//! ready list, the reconnect queue and the completion batch are all sized at start.
+
+use std::collections::VecDeque;
+use std::os::fd::IntoRawFd;
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::conn::{Conn, Phase, RecvOutcome};
+use super::driver::{Completion, Driver, Op};
+use crate::measure::{ErrorKind, Recorder, Snapshot};
+use crate::plan::{Load, Plan};
+
+const SEC: u64 = 1_000_000_000;
+/// How often in-flight and queued requests are checked against the timeout.
+const SCAN_NS: u64 = 10_000_000;
+const BACKOFF_MIN: u64 = 10_000_000;
+const BACKOFF_MAX: u64 = SEC;
+
+/// One second's (or the final partial second's) figures from one thread.
+pub struct Interval {
+    pub thread: usize,
+    /// Index of the second since the end of warm-up.
+    pub index: u64,
+    pub snapshot: Snapshot,
+}
+
+/// What a worker needs to know, shared read-only by all workers.
+pub struct Shared<'a> {
+    pub plan: &'a Plan,
+    pub request: &'a [u8],
+    pub head_request: bool,
+    pub addr: SockAddr,
+    pub timeout_ns: u64,
+    pub max_queue: usize,
+    pub threads: usize,
+}
+
+/// What a worker reports when it ends.
+#[derive(Debug, Default)]
+pub struct WorkerEnd {
+    /// Offset (from the run start) of the last completion, for request-bounded runs.
+    pub last_ns: u64,
+    /// Connections that were open when the clock started.
+    pub connected_at_start: usize,
+}
+
+pub struct Worker<'a, D: Driver> {
+    id: usize,
+    sh: &'a Shared<'a>,
+    driver: D,
+    conns: Vec<Conn>,
+    /// Ready connections (a stack: the most recently used is warmest in cache).
+    ready: Vec<u32>,
+    /// Connections to (re)open, in order of their retry time.
+    down: VecDeque<u32>,
+    /// Intended times of requests due but not yet sent.
+    queue: VecDeque<u64>,
+    busy: usize,
+    rec: Recorder,
+    completions: Vec<Completion>,
+    origin: Instant,
+    /// Open model: this thread's next global request index (i = id, id+T, ...).
+    next_i: u64,
+    /// Closed model: measured requests this thread may still start.
+    quota: u64,
+    last_ns: u64,
+}
+
+impl<'a, D: Driver> Worker<'a, D> {
+    pub fn new(id: usize, sh: &'a Shared<'a>, driver: D, conns: usize) -> Self {
+        Worker {
+            id,
+            sh,
+            driver,
+            conns: (0..conns).map(|_| Conn::new()).collect(),
+            ready: Vec::with_capacity(conns),
+            down: (0..conns as u32).collect(),
+            queue: VecDeque::with_capacity(sh.max_queue),
+            busy: 0,
+            rec: Recorder::new(),
+            completions: Vec::with_capacity(conns * 4 + 64),
+            origin: Instant::now(),
+            next_i: id as u64,
+            quota: sh.plan.quota(id, sh.threads),
+            last_ns: 0,
+        }
+    }
+
+    pub fn driver_name(&self) -> &'static str {
+        self.driver.name()
+    }
+
+    #[inline]
+    fn now(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// Open every connection before the clock starts; returns how many succeeded.
+    /// Connect times are recorded; failures are counted and retried during the run.
+    pub fn connect_all(&mut self) -> std::io::Result<usize> {
+        let deadline = self.now() + self.sh.timeout_ns;
+        self.reconnect(self.now());
+        while self.conns.iter().any(|c| c.phase == Phase::Connecting) {
+            let now = self.now();
+            if now >= deadline {
+                self.expire(now);
+            }
+            self.driver.wait(
+                deadline.saturating_sub(now).min(SCAN_NS),
+                &mut self.completions,
+            )?;
+            self.complete_batch();
+        }
+        // Failed connects retry at once when the run starts.
+        for &i in &self.down {
+            self.conns[i as usize].since = 0;
+        }
+        Ok(self.ready.len())
+    }
+
+    /// Run the plan from `start` (the common instant all threads use) to its end.
+    pub fn run(mut self, start: Instant, tx: &Sender<Interval>) -> std::io::Result<WorkerEnd> {
+        let connected_at_start = self.ready.len();
+        self.origin = start;
+        for c in &mut self.conns {
+            c.since = 0;
+        }
+        let plan = self.sh.plan;
+        let open = matches!(plan.load, Load::Open { .. });
+        let warm = plan.warmup_ns();
+        let end = plan.end_ns();
+        let threads = self.sh.threads as u64;
+        let mut next_due = plan.due_ns(self.next_i);
+        let mut next_tick = warm + SEC;
+        let mut index = 0;
+        let mut next_scan = SCAN_NS;
+        let mut hard_stop = u64::MAX;
+
+        loop {
+            let now = self.now();
+            if open {
+                while let Some(due) = next_due {
+                    if due > now {
+                        break;
+                    }
+                    self.enqueue(due, warm);
+                    self.next_i += threads;
+                    next_due = plan.due_ns(self.next_i);
+                }
+            }
+            self.reconnect(now);
+            if open {
+                self.dispatch_queue(now);
+            } else {
+                self.dispatch_closed(now, warm, end);
+            }
+            if now >= next_scan {
+                self.expire(now);
+                next_scan = now + SCAN_NS;
+            }
+            if now >= next_tick {
+                self.flush(tx, index);
+                index += 1;
+                next_tick += SEC;
+            }
+            let schedule_over = if open {
+                next_due.is_none()
+            } else {
+                self.quota == 0 || end.is_some_and(|e| now >= e)
+            };
+            if schedule_over {
+                if self.queue.is_empty() && self.busy == 0 {
+                    break;
+                }
+                if hard_stop == u64::MAX {
+                    // Everything outstanding times out by then; this is only a backstop.
+                    hard_stop = now + self.sh.timeout_ns + SEC;
+                } else if now >= hard_stop {
+                    break;
+                }
+            }
+            let mut wake = next_tick.min(next_scan);
+            if let Some(due) = next_due {
+                wake = wake.min(due);
+            }
+            if let Some(&i) = self.down.front() {
+                wake = wake.min(self.conns[i as usize].since);
+            }
+            let timeout = wake.saturating_sub(self.now());
+            self.driver.wait(timeout, &mut self.completions)?;
+            self.complete_batch();
+        }
+        let closed = self.shutdown();
+        self.flush(tx, index);
+        closed?;
+        Ok(WorkerEnd {
+            last_ns: self.last_ns,
+            connected_at_start,
+        })
+    }
+
+    fn flush(&mut self, tx: &Sender<Interval>, index: u64) {
+        let snapshot = self.rec.take_snapshot();
+        // The receiver only goes away if the main thread died; nothing left to report to.
+        let _ = tx.send(Interval {
+            thread: self.id,
+            index,
+            snapshot,
+        });
+    }
+
+    /// A request is due: queue it, or count it as dropped when the queue is full.
+    #[inline]
+    fn enqueue(&mut self, due: u64, warm: u64) {
+        if self.queue.len() < self.sh.max_queue {
+            self.queue.push_back(due);
+        } else if due >= warm {
+            self.rec.record_dropped();
+        }
+    }
+
+    fn dispatch_queue(&mut self, now: u64) {
+        while !self.queue.is_empty() {
+            let Some(i) = self.ready.pop() else { break };
+            let intended = self.queue.pop_front().unwrap_or(now);
+            self.begin(i, intended, now);
+        }
+    }
+
+    fn dispatch_closed(&mut self, now: u64, warm: u64, end: Option<u64>) {
+        if end.is_some_and(|e| now >= e) {
+            return;
+        }
+        while self.quota > 0 {
+            let Some(i) = self.ready.pop() else { break };
+            if now >= warm {
+                self.quota -= 1;
+            }
+            self.begin(i, now, now);
+        }
+    }
+
+    #[inline]
+    fn begin(&mut self, i: u32, intended: u64, now: u64) {
+        let c = &mut self.conns[i as usize];
+        c.begin(intended, now, self.sh.head_request);
+        self.busy += 1;
+        let req = self.sh.request;
+        self.rec.record_sent(req.len() as u64);
+        c.send_inflight = true;
+        c.pending += 1;
+        // SAFETY: the request bytes live in `Shared`, which outlives the worker and its driver.
+        unsafe { self.driver.send(i, c.fd, req.as_ptr(), req.len()) };
+    }
+
+    fn arm_recv(&mut self, i: u32) {
+        let c = &mut self.conns[i as usize];
+        let (ptr, len) = c.rx_space();
+        c.recv_armed = true;
+        c.pending += 1;
+        // SAFETY: the receive buffer is owned by the connection slot, which is never dropped or
+        // resized while a receive is armed (rx_space is only called with none outstanding).
+        unsafe { self.driver.recv(i, c.fd, ptr, len) };
+    }
+
+    /// Open sockets for the connections whose retry time has come.
+    fn reconnect(&mut self, now: u64) {
+        while let Some(&i) = self.down.front() {
+            let c = &mut self.conns[i as usize];
+            if c.since > now {
+                break;
+            }
+            self.down.pop_front();
+            match open_socket(&self.sh.addr) {
+                Ok(fd) => {
+                    c.fd = fd;
+                    c.phase = Phase::Connecting;
+                    c.since = now;
+                    c.timed_out = false;
+                    c.pending += 1;
+                    // SAFETY: `addr` lives in `Shared`, which outlives the driver.
+                    unsafe { self.driver.connect(i, fd, &self.sh.addr) };
+                }
+                Err(_) => {
+                    // Out of file descriptors or ports: counted, retried with backoff.
+                    if now >= self.sh.plan.warmup_ns() {
+                        self.rec.record_error(ErrorKind::Connect);
+                    }
+                    c.backoff = (c.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+                    c.since = now + c.backoff;
+                    self.down.push_back(i);
+                }
+            }
+        }
+    }
+
+    /// Time out requests that waited (queued or in flight) longer than the timeout, and
+    /// connects that take too long.
+    fn expire(&mut self, now: u64) {
+        let limit = now.saturating_sub(self.sh.timeout_ns);
+        let warm = self.sh.plan.warmup_ns();
+        while let Some(&due) = self.queue.front() {
+            if due > limit {
+                break;
+            }
+            self.queue.pop_front();
+            if due >= warm {
+                self.rec.record_error(ErrorKind::Timeout);
+            }
+        }
+        for i in 0..self.conns.len() as u32 {
+            let c = &mut self.conns[i as usize];
+            match c.phase {
+                Phase::Busy if c.req.sent <= limit => self.fail(i, ErrorKind::Timeout),
+                Phase::Connecting if c.since <= limit && !c.timed_out => {
+                    c.timed_out = true;
+                    c.pending += 1;
+                    self.driver.cancel(i, c.fd);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn complete_batch(&mut self) {
+        if self.completions.is_empty() {
+            return;
+        }
+        let now = self.now();
+        // Swap out to iterate while mutating self; the vector keeps its capacity.
+        let mut batch = std::mem::take(&mut self.completions);
+        for c in batch.drain(..) {
+            self.complete(c, now);
+        }
+        self.completions = batch;
+    }
+
+    fn complete(&mut self, cq: Completion, now: u64) {
+        let i = cq.conn;
+        let c = &mut self.conns[i as usize];
+        c.pending = c.pending.saturating_sub(1);
+        if c.phase == Phase::Draining {
+            if c.pending == 0 {
+                self.finish_close(i, now);
+            }
+            return;
+        }
+        let warm = self.sh.plan.warmup_ns();
+        match cq.op {
+            Op::Cancel => {}
+            Op::Connect => match c.on_connect(cq.res, now) {
+                Ok(ns) => {
+                    self.rec.record_connect(ns);
+                    self.arm_recv(i);
+                    self.ready.push(i);
+                }
+                Err(kind) => {
+                    if now >= warm {
+                        self.rec.record_error(kind);
+                    }
+                    self.close(i, now, true);
+                }
+            },
+            Op::Send => {
+                let total = self.sh.request.len();
+                match c.on_send(cq.res, total) {
+                    Ok(true) => {
+                        let off = c.tx_off;
+                        c.send_inflight = true;
+                        c.pending += 1;
+                        let rest = &self.sh.request[off..];
+                        // SAFETY: as in `begin`.
+                        unsafe { self.driver.send(i, c.fd, rest.as_ptr(), rest.len()) };
+                    }
+                    Ok(false) => {
+                        // The response may have completed before the send's completion
+                        // was seen; the connection is reusable only once both are done.
+                        if c.phase == Phase::Ready && !c.recv_armed {
+                            self.arm_recv(i);
+                            self.ready.push(i);
+                        }
+                    }
+                    Err(kind) => {
+                        if c.phase == Phase::Busy {
+                            self.fail(i, kind);
+                        } else {
+                            self.close(i, now, false);
+                        }
+                    }
+                }
+            }
+            Op::Recv => match c.on_recv(cq.res, now) {
+                RecvOutcome::More => self.arm_recv(i),
+                RecvOutcome::Complete { done, clean } => {
+                    let r = c.req;
+                    c.phase = Phase::Ready;
+                    self.busy -= 1;
+                    self.last_ns = now;
+                    if r.intended >= warm {
+                        self.rec.record_response(
+                            r.intended,
+                            r.sent,
+                            r.first_byte,
+                            now,
+                            done.status,
+                            r.bytes,
+                        );
+                    }
+                    if clean {
+                        if !c.send_inflight {
+                            self.arm_recv(i);
+                            self.ready.push(i);
+                        }
+                    } else {
+                        self.close(i, now, false);
+                    }
+                }
+                RecvOutcome::Fail(kind) => self.fail(i, kind),
+                RecvOutcome::IdleClosed => self.close(i, now, false),
+            },
+        }
+    }
+
+    /// The request in flight on `i` failed: count it, close the connection.
+    fn fail(&mut self, i: u32, kind: ErrorKind) {
+        let now = self.now();
+        let c = &self.conns[i as usize];
+        if c.phase == Phase::Busy {
+            if c.req.intended >= self.sh.plan.warmup_ns() {
+                self.rec.record_error(kind);
+            }
+            self.last_ns = now;
+        }
+        self.close(i, now, false);
+    }
+
+    /// Close connection `i`; once the driver owes it nothing, it is reconnected (after a
+    /// backoff when `failed_connect`).
+    fn close(&mut self, i: u32, now: u64, failed_connect: bool) {
+        if let Some(p) = self.ready.iter().position(|&r| r == i) {
+            self.ready.swap_remove(p);
+        }
+        let c = &mut self.conns[i as usize];
+        if c.phase == Phase::Busy {
+            self.busy -= 1;
+        }
+        c.phase = Phase::Draining;
+        c.backoff = if failed_connect {
+            (c.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX)
+        } else {
+            0
+        };
+        if c.pending > 0 {
+            // Wakes a pending receive with 0 bytes; its completion finishes the close.
+            // SAFETY: plain syscall on a descriptor this connection owns.
+            unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
+        } else {
+            self.finish_close(i, now);
+        }
+    }
+
+    fn finish_close(&mut self, i: u32, now: u64) {
+        let c = &mut self.conns[i as usize];
+        if c.fd >= 0 {
+            // SAFETY: the descriptor is ours and no operation references it any more.
+            unsafe { libc::close(c.fd) };
+            c.fd = -1;
+        }
+        c.phase = Phase::Down;
+        c.send_inflight = false;
+        c.recv_armed = false;
+        c.since = now + c.backoff;
+        self.down.push_back(i);
+    }
+
+    /// End of run: whatever is still queued or in flight (only possible at the backstop) is
+    /// counted as timed out, never silently dropped. Then every socket is shut down and the
+    /// driver's last completions are collected before the buffers they point into are freed.
+    fn shutdown(&mut self) -> std::io::Result<()> {
+        let warm = self.sh.plan.warmup_ns();
+        for due in self.queue.drain(..) {
+            if due >= warm {
+                self.rec.record_error(ErrorKind::Timeout);
+            }
+        }
+        for i in 0..self.conns.len() {
+            let c = &mut self.conns[i];
+            if c.phase == Phase::Busy && c.req.intended >= warm {
+                self.rec.record_error(ErrorKind::Timeout);
+            }
+            if c.fd >= 0 && c.pending > 0 {
+                // SAFETY: plain syscall on a descriptor this connection owns.
+                unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
+                c.pending += 1;
+                self.driver.cancel(i as u32, c.fd);
+            }
+        }
+        let deadline = self.now() + SEC;
+        while self.conns.iter().any(|c| c.pending > 0) && self.now() < deadline {
+            self.driver.wait(SCAN_NS, &mut self.completions)?;
+            for cq in self.completions.drain(..) {
+                let c = &mut self.conns[cq.conn as usize];
+                c.pending = c.pending.saturating_sub(1);
+            }
+        }
+        for c in &mut self.conns {
+            if c.fd >= 0 {
+                // SAFETY: descriptor owned by this connection; nothing references it now.
+                unsafe { libc::close(c.fd) };
+                c.fd = -1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A non-blocking TCP socket with Nagle off (requests are written whole; Nagle would hold
+/// back a partial last segment).
+fn open_socket(addr: &SockAddr) -> std::io::Result<i32> {
+    let s = Socket::new(
+        Domain::from(i32::from(addr.family())),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    s.set_tcp_nodelay(true)?;
+    Ok(s.into_raw_fd())
+}

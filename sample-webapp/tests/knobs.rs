@@ -1,0 +1,309 @@
+//! The test knobs, measured from the client side: delays (fixed, distributions,
+//! per-request override), error injection, the concurrency cap and stalls.
+//!
+//! Timing tests take `common::serial()` so they never compete with each other for the two
+//! cores, compare medians or means over many samples with a no-delay baseline measured on the
+//! same connection, and keep upper bounds generous where the machine's load can only add.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::{median, percentile, serial, timed, Conn, Server};
+
+const MS: u64 = 1_000_000;
+const US: u64 = 1_000;
+
+const PLAIN: &[u8] = b"GET /login?deviceid=d HTTP/1.1\r\nHost: t\r\n\r\n";
+const NO_DELAY: &[u8] = b"GET /login?deviceid=d&delay_ms=0 HTTP/1.1\r\nHost: t\r\n\r\n";
+
+/// Interleaves `n` baseline (override 0) and `n` `delayed` requests on one connection, after
+/// a warm-up; returns (median baseline, delayed samples), client-measured ns.
+fn measure(conn: &mut Conn, delayed: &[u8], n: usize) -> (u64, Vec<u64>) {
+    for _ in 0..20 {
+        conn.request(NO_DELAY);
+        conn.request(delayed);
+    }
+    let (mut base, mut samples) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let (t, resp) = timed(conn, NO_DELAY);
+        assert_eq!(resp.status, 200);
+        base.push(t);
+        let (t, resp) = timed(conn, delayed);
+        assert_eq!(resp.status, 200);
+        samples.push(t);
+    }
+    (median(&mut base), samples)
+}
+
+/// The acceptance test for the ground truth: a 2 ms delay adds 2 ms ± 50 µs (median) and is
+/// never shorter than 2 ms. Prints the error distribution that docs/sample-webapp.md quotes.
+#[test]
+fn fixed_delay_is_precise() {
+    let _serial = serial();
+    let server = Server::start(&["--delay", "2ms"]);
+    let mut conn = server.connect();
+    let (base, mut samples) = measure(&mut conn, PLAIN, 200);
+    let min = *samples.iter().min().unwrap();
+    assert!(min >= 2 * MS, "a delayed response took only {min} ns");
+    let mut errors: Vec<i64> = samples
+        .iter()
+        .map(|&s| s as i64 - base as i64 - 2 * MS as i64)
+        .collect();
+    errors.sort_unstable();
+    let p = |q: f64| errors[((errors.len() - 1) as f64 * q).round() as usize];
+    let added = median(&mut samples) - base;
+    eprintln!(
+        "2 ms delay, 200 samples: baseline median {base} ns; added median {added} ns; \
+         error p50 {} ns, p90 {} ns, p99 {} ns",
+        p(0.5),
+        p(0.9),
+        p(0.99)
+    );
+    assert!(
+        added.abs_diff(2 * MS) <= 50 * US,
+        "median added delay {added} ns, want 2 ms ± 50 µs"
+    );
+}
+
+#[test]
+fn exponential_delay_has_the_right_mean() {
+    let _serial = serial();
+    let server = Server::start(&["--delay-dist", "exp:2ms"]);
+    let mut conn = server.connect();
+    let n = 400;
+    let (base, samples) = measure(&mut conn, PLAIN, n);
+    let mean = samples.iter().map(|&s| s as f64 - base as f64).sum::<f64>() / n as f64;
+    // Exponential: sd = mean, so the mean's standard error is 2 ms / sqrt(400) = 100 µs.
+    let bound = 4.0 * 2e6 / (n as f64).sqrt() + 50e3;
+    eprintln!("exp:2ms mean added delay {mean:.0} ns (bound ±{bound:.0})");
+    assert!((mean - 2e6).abs() < bound, "mean {mean} ns");
+    // Some draws are far below the mean, some far above.
+    let below = samples
+        .iter()
+        .filter(|&&s| s.saturating_sub(base) < MS)
+        .count();
+    assert!(below > n / 5, "{below} draws under 1 ms");
+}
+
+#[test]
+fn uniform_delay_stays_in_range() {
+    let _serial = serial();
+    let server = Server::start(&["--delay-dist", "uniform:1ms..3ms"]);
+    let mut conn = server.connect();
+    let n = 300;
+    let (base, mut samples) = measure(&mut conn, PLAIN, n);
+    assert!(*samples.iter().min().unwrap() >= MS);
+    // Quantiles rather than the mean: robust to the odd sample a busy machine delays. The
+    // p-quantile of U(1 ms, 3 ms) is 1 + 2p ms, with standard error 2 ms * sqrt(p(1-p)/n).
+    for p in [0.1, 0.5, 0.9] {
+        let got = percentile(&mut samples, p).saturating_sub(base) as f64;
+        let want = 1e6 + 2e6 * p;
+        let bound = 4.0 * 2e6 * (p * (1.0 - p) / n as f64).sqrt() + 50e3;
+        assert!(
+            (got - want).abs() < bound,
+            "p{p}: {got} ns, want {want} ± {bound}"
+        );
+    }
+}
+
+#[test]
+fn per_request_override() {
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let half = b"GET /login?deviceid=d&delay_ms=0.5 HTTP/1.1\r\nHost: t\r\n\r\n";
+    let (base, mut samples) = measure(&mut conn, half, 50);
+    let added = median(&mut samples) - base;
+    assert!(
+        added.abs_diff(500 * US) <= 50 * US,
+        "delay_ms=0.5 added {added} ns"
+    );
+    assert!(*samples.iter().min().unwrap() >= 500 * US);
+
+    let header = b"GET /login?deviceid=d HTTP/1.1\r\nHost: t\r\nX-Delay-Ms: 3\r\n\r\n";
+    let (base, mut samples) = measure(&mut conn, header, 30);
+    let added = median(&mut samples) - base;
+    assert!(
+        added.abs_diff(3 * MS) <= 50 * US,
+        "X-Delay-Ms: 3 added {added} ns"
+    );
+
+    // The query parameter wins over the header; and the body is unchanged by it.
+    let both = b"GET /login?deviceid=d&delay_ms=0 HTTP/1.1\r\nHost: t\r\nX-Delay-Ms: 1000\r\n\r\n";
+    let (t, resp) = timed(&mut conn, both);
+    assert!(t < 500 * MS, "query override ignored: {t} ns");
+    assert_eq!(resp.text(), "/login - device: d\n");
+    drop(server);
+
+    // An override of 0 on a server with --delay answers at once.
+    let server = Server::start(&["--delay", "200ms"]);
+    let mut conn = server.connect();
+    let (t, _) = timed(&mut conn, NO_DELAY);
+    assert!(t < 100 * MS, "{t} ns");
+    let (t, _) = timed(&mut conn, PLAIN);
+    assert!(t >= 200 * MS, "{t} ns");
+}
+
+#[test]
+fn error_rate_is_statistically_right() {
+    let _serial = serial();
+    let server = Server::start(&["--error-rate", "0.1"]);
+    let mut conn = server.connect();
+    let n = 2000;
+    let mut errors = 0;
+    for _ in 0..n {
+        let resp = conn.request(PLAIN);
+        match resp.status {
+            200 => assert_eq!(resp.text(), "/login - device: d\n"),
+            500 => {
+                errors += 1;
+                assert_eq!(
+                    resp.header("content-type"),
+                    Some("text/html; charset=utf-8")
+                );
+                assert!(resp
+                    .text()
+                    .contains("<title>500 Internal Server Error</title>"));
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    // Binomial(2000, 0.1): mean 200, sd 13.4; allow 4 sigma.
+    assert!((146..=254).contains(&errors), "{errors} errors in {n}");
+    let stats = server.stats();
+    assert_eq!(stats["errors_injected"], errors);
+    assert_eq!(stats["status"]["500"], errors);
+    assert_eq!(stats["status"]["200"], n - errors);
+    // 404s are never turned into errors.
+    let resp = conn.get("/nope");
+    assert_eq!(resp.status, 404);
+}
+
+#[test]
+fn max_concurrency_caps_in_flight() {
+    let _serial = serial();
+    let server = Server::start(&["--delay", "50ms", "--max-concurrency", "2"]);
+    let n = 6;
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let mut conn = server.connect();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let resp = conn.request(PLAIN);
+                assert_eq!(resp.status, 200);
+                Instant::now()
+            })
+        })
+        .collect();
+    barrier.wait();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(25));
+    // Mid-way: all six are in flight (two served, four queued).
+    assert_eq!(server.stats()["in_flight"], 6);
+    let mut done: Vec<Duration> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap() - t0)
+        .collect();
+    done.sort();
+    eprintln!("completion times with cap 2 and 50 ms: {done:?}");
+    for (i, d) in done.iter().enumerate() {
+        let round = (i / 2 + 1) as u32;
+        let lo = Duration::from_millis(50) * round;
+        assert!(*d >= lo, "request {i} done at {d:?}, before {lo:?}");
+        assert!(
+            *d < lo + Duration::from_millis(60),
+            "request {i} done at {d:?}"
+        );
+    }
+}
+
+#[test]
+fn stall_freezes_in_flight_and_new_requests_then_releases() {
+    let _serial = serial();
+    let server = Server::start(&["--delay", "100ms"]);
+    let t0 = Instant::now();
+    let mut a = server.connect();
+    a.send(PLAIN); // in flight: would be answered at t0 + 100 ms
+    std::thread::sleep(Duration::from_millis(20));
+    let (t, resp) = timed(
+        &mut server.connect(),
+        b"POST /_admin/stall?ms=300 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(t < 50 * MS, "the stall call itself took {t} ns");
+    let stall_end = t0 + Duration::from_millis(320);
+    std::thread::sleep(Duration::from_millis(30));
+    let mut b = server.connect();
+    b.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"); // arrives during the stall
+                                                  // /_stats is not stalled.
+    let (t, _) = timed(
+        &mut server.connect(),
+        b"GET /_stats HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert!(t < 50 * MS, "/_stats took {t} ns during a stall");
+
+    for conn in [&mut a, &mut b] {
+        let resp = conn.read_response(false).unwrap();
+        assert_eq!(resp.status, 200);
+        let done = Instant::now();
+        assert!(done >= stall_end, "released {:?} early", stall_end - done);
+        assert!(
+            done < stall_end + Duration::from_millis(150),
+            "{:?}",
+            done - t0
+        );
+    }
+    // After the stall only the delay remains.
+    let (t, _) = timed(&mut a, PLAIN);
+    assert!((100 * MS..200 * MS).contains(&t), "{t} ns after the stall");
+    assert_eq!(server.stats()["stalls"], 1);
+}
+
+#[test]
+fn sigusr1_stalls_for_the_configured_time() {
+    let _serial = serial();
+    let server = Server::start(&["--stall-signal-ms", "300"]);
+    let mut conn = server.connect();
+    conn.request(PLAIN);
+    let sent = Instant::now();
+    server.signal(libc::SIGUSR1);
+    // Wait until the signal has been handled, so the request below surely meets the stall.
+    while server.stats()["stalls"] != 1 {
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "SIGUSR1 not handled"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let resp = conn.request(PLAIN);
+    assert_eq!(resp.status, 200);
+    let done = sent.elapsed();
+    assert!(
+        done >= Duration::from_millis(300),
+        "stall ended after {done:?}"
+    );
+    assert!(
+        done < Duration::from_millis(500),
+        "stall ended after {done:?}"
+    );
+}
+
+#[test]
+fn bad_stall_calls_are_rejected() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    for target in ["/_admin/stall", "/_admin/stall?ms=x", "/_admin/stall?ms=-5"] {
+        let resp = conn.request(
+            format!("POST {target} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(resp.status, 400, "{target}");
+    }
+    let resp = conn.get("/_admin/stall?ms=10");
+    assert_eq!(resp.status, 405);
+    assert_eq!(resp.header("allow"), Some("POST"));
+    assert_eq!(server.stats()["stalls"], 0);
+}
