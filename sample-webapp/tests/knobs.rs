@@ -199,8 +199,9 @@ fn max_concurrency_caps_in_flight() {
             })
         })
         .collect();
-    barrier.wait();
+    // Before the barrier opens, so no request can start before t0.
     let t0 = Instant::now();
+    barrier.wait();
     std::thread::sleep(Duration::from_millis(25));
     // Mid-way: all six are in flight (two served, four queued).
     assert_eq!(server.stats()["in_flight"], 6);

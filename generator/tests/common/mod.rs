@@ -1,0 +1,143 @@
+//! Shared by the integration tests: start sample-webapp on an ephemeral 127.0.0.1 port, run
+//! the `gen` binary, read JSON reports and the server's own counters.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub fn gen_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gen"))
+}
+
+/// The sample-webapp binary of the same profile, built on demand.
+pub fn webapp_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let bin = profile_dir.join("sample-webapp");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "sample-webapp"]);
+        if profile_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.status().expect("cargo build").success(),
+            "building sample-webapp"
+        );
+    }
+    bin
+}
+
+/// A running sample-webapp, killed by PID on drop.
+pub struct Webapp {
+    child: Child,
+    pub addr: String,
+}
+
+impl Webapp {
+    pub fn start(args: &[&str]) -> Webapp {
+        let mut child = Command::new(webapp_bin())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting sample-webapp");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .expect("listening line")
+            .to_string();
+        assert!(
+            line.contains("listening on"),
+            "unexpected first line {line:?}"
+        );
+        Webapp { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The server's own count of requests served.
+    pub fn requests(&self) -> u64 {
+        let body = request(&self.addr, "GET", "/_stats");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("stats JSON");
+        v["requests"].as_u64().expect("requests field")
+    }
+
+    pub fn stall(&self, ms: u64) {
+        request(&self.addr, "POST", &format!("/_admin/stall?ms={ms}"));
+    }
+}
+
+impl Drop for Webapp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request over a fresh connection; returns the body.
+pub fn request(addr: &str, method: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+pub fn gen(args: &[&str]) -> Output {
+    Command::new(gen_bin())
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .expect("running gen")
+}
+
+/// Run gen with `--json` and return the parsed report (panics with stderr on a bad exit).
+pub fn gen_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(gen_bin())
+        .args(args)
+        .args(["--json", "--quiet"])
+        .output()
+        .expect("running gen");
+    assert!(
+        out.status.success(),
+        "gen {args:?} exited {:?}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+/// A latency figure in µs: report["latency"][hist][key].
+pub fn lat(r: &serde_json::Value, hist: &str, key: &str) -> f64 {
+    r["latency"][hist][key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("latency.{hist}.{key} missing in {}", r["latency"]))
+}
+
+pub fn count(r: &serde_json::Value, key: &str) -> u64 {
+    r["counts"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("counts.{key} missing"))
+}
