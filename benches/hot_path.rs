@@ -13,7 +13,7 @@ use generator::plan::{Load, Plan};
 /// A typical keep-alive response (150 bytes): nginx-style head with Content-Length.
 const FIXED: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n\
 Date: Sun, 29 Nov 2026 14:03:33 GMT\r\nContent-Type: text/plain\r\n\
-Content-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+Content-Length: 3\r\nConnection: keep-alive\r\n\r\nok\n";
 
 /// A chunked response: two data chunks and the last chunk.
 const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n\

@@ -83,6 +83,12 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub max_queue: Option<usize>,
 
+    /// Pacing resolution: requests due within this window of each other leave in one
+    /// wake-up. Smaller is more punctual and costs more CPU per request at high rates; it
+    /// only matters when requests are due more often than this per thread.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "50us")]
+    pub resolution: Duration,
+
     /// Print the report as JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,

@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub timeout: Duration,
     /// Per-thread bound of the wait queue.
     pub max_queue: usize,
+    /// Pacing resolution (see `--resolution`).
+    pub resolution: Duration,
     pub json: bool,
     pub output: Option<PathBuf>,
     pub latency: bool,
@@ -145,6 +147,7 @@ impl RunConfig {
             connections,
             timeout: a.timeout,
             max_queue,
+            resolution: a.resolution,
             json: a.json,
             output: a.output.clone(),
             latency: a.latency,

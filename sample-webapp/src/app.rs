@@ -169,7 +169,9 @@ impl App {
         if delay_ns > 0 {
             self.stats.delayed();
         }
-        self.timer.delay(delay_ns).await;
+        if let Some(late) = self.timer.delay(delay_ns).await {
+            self.stats.released_late_by(late);
+        }
         let body_bytes = if is_head {
             0
         } else {

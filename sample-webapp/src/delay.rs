@@ -35,7 +35,7 @@ pub const SPIN_NS: u64 = 100_000;
 
 /// Fraction of tasks that should resume before their deadline (and yield the rest of the
 /// way): higher means fewer late releases, more yielding.
-const LEAD_QUANTILE: f64 = 0.75;
+const LEAD_QUANTILE: f64 = 0.9;
 const LEAD_STEP_NS: u64 = 2_000;
 const INITIAL_LEAD_NS: u64 = 50_000;
 /// Bounds the yielding if the machine is so loaded that wakeups take longer than this.
@@ -161,23 +161,28 @@ impl Timer {
     /// idle). So the task asks to be woken [`Timer::lead_ns`] early, and if it resumes before
     /// its deadline it yields (letting other tasks run) until the deadline: the response is
     /// never released early, and usually within a few microseconds of the deadline.
-    pub async fn delay(&self, delay_ns: u64) {
+    ///
+    /// Returns how late the release was (ns past max(deadline, stall end)), or `None` if
+    /// there was nothing to wait for.
+    pub async fn delay(&self, delay_ns: u64) -> Option<u64> {
         if delay_ns == 0 && self.stall_until() == 0 {
-            return;
+            return None;
         }
         let deadline = now_ns().saturating_add(delay_ns);
+        let mut waited = false;
         loop {
             // Re-read every round: a stall may have begun or grown while we waited.
             let target = deadline.max(self.stall_until());
             let now = now_ns();
             if now >= target {
-                return;
+                return waited.then_some(now - target);
             }
+            waited = true;
             let lead = self.shared.lead_ns.load(Ordering::Relaxed);
             if target - now > lead {
                 // An error means the timer thread is gone (shutting down): release now.
                 let Ok(fired) = self.schedule(target - lead).await else {
-                    return;
+                    return None;
                 };
                 self.learn_wake_latency(now_ns().saturating_sub(fired));
             } else {
@@ -466,9 +471,9 @@ mod tests {
             .build()
             .unwrap();
         let start = now_ns();
-        runtime.block_on(timer.delay(0));
+        assert_eq!(runtime.block_on(timer.delay(0)), None);
         assert!(now_ns() - start < MS);
-        runtime.block_on(timer.delay(2 * MS));
+        assert!(runtime.block_on(timer.delay(2 * MS)).is_some());
         assert!(now_ns() - start >= 2 * MS);
     }
 }

@@ -30,6 +30,10 @@ impl Route {
     }
 }
 
+/// Upper bounds (µs, exclusive) of the release-lateness histogram buckets; a last bucket
+/// takes the rest.
+const LATENESS_BOUNDS_US: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000];
+
 /// Status codes the app can answer with; anything else lands in `other`.
 const STATUSES: [u16; 6] = [200, 400, 404, 405, 413, 500];
 
@@ -44,6 +48,9 @@ pub struct Stats {
     stalls: AtomicU64,
     routes: [AtomicU64; Route::ALL.len()],
     statuses: [AtomicU64; STATUSES.len() + 1],
+    /// How late held responses were released past their due time: the server's own view of
+    /// the delay knobs' precision.
+    lateness: [AtomicU64; LATENESS_BOUNDS_US.len() + 1],
 }
 
 impl Default for Stats {
@@ -58,6 +65,7 @@ impl Default for Stats {
             stalls: AtomicU64::new(0),
             routes: Default::default(),
             statuses: Default::default(),
+            lateness: Default::default(),
         }
     }
 }
@@ -96,6 +104,16 @@ impl Stats {
         self.delayed.fetch_add(1, Relaxed);
     }
 
+    /// Records how late (ns) a held response was released.
+    pub fn released_late_by(&self, ns: u64) {
+        let us = ns / 1_000;
+        let slot = LATENESS_BOUNDS_US
+            .iter()
+            .position(|&bound| us < bound)
+            .unwrap_or(LATENESS_BOUNDS_US.len());
+        self.lateness[slot].fetch_add(1, Relaxed);
+    }
+
     pub fn error_injected(&self) {
         self.errors_injected.fetch_add(1, Relaxed);
     }
@@ -128,6 +146,14 @@ impl Stats {
             "other".into(),
             self.statuses[STATUSES.len()].load(Relaxed).into(),
         );
+        let mut lateness = serde_json::Map::new();
+        for (i, n) in self.lateness.iter().enumerate() {
+            let key = match LATENESS_BOUNDS_US.get(i) {
+                Some(bound) => format!("<{bound}"),
+                None => format!(">={}", LATENESS_BOUNDS_US[LATENESS_BOUNDS_US.len() - 1]),
+            };
+            lateness.insert(key, n.load(Relaxed).into());
+        }
         serde_json::json!({
             "requests": self.requests.load(Relaxed),
             "bytes": self.bytes.load(Relaxed),
@@ -138,6 +164,7 @@ impl Stats {
             "uptime_s": self.started.elapsed().as_secs_f64(),
             "paths": routes,
             "status": statuses,
+            "release_lateness_us": lateness,
             "config": config,
         })
     }
@@ -158,6 +185,8 @@ mod tests {
         stats.served(Route::Other, 404, 207);
         stats.served(Route::Root, 599, 0);
         stats.error_injected();
+        stats.released_late_by(3_500);
+        stats.released_late_by(9_000_000);
         let json = stats.to_json(serde_json::Value::Null);
         assert_eq!(json["requests"], 3);
         assert_eq!(json["bytes"], 227);
@@ -168,5 +197,8 @@ mod tests {
         assert_eq!(json["status"]["404"], 1);
         assert_eq!(json["status"]["other"], 1);
         assert_eq!(json["errors_injected"], 1);
+        assert_eq!(json["release_lateness_us"]["<5"], 1);
+        assert_eq!(json["release_lateness_us"][">=5000"], 1);
+        assert_eq!(json["release_lateness_us"]["<1"], 0);
     }
 }

@@ -37,75 +37,119 @@ fn measure(conn: &mut Conn, delayed: &[u8], n: usize) -> (u64, Vec<u64>) {
     (median(&mut base), samples)
 }
 
+/// Runs a timing check up to `ATTEMPTS` times and passes on the first success. Other
+/// tenants of a shared 2-core machine can stall any process for milliseconds, which says
+/// nothing about the server; a real regression fails every attempt. Invariants that load
+/// cannot cause (a response released early) are asserted inside `check`, not retried.
+fn attempts(name: &str, mut check: impl FnMut() -> Result<(), String>) {
+    const ATTEMPTS: usize = 4;
+    let mut failures = Vec::new();
+    for _ in 0..ATTEMPTS {
+        match check() {
+            Ok(()) => return,
+            Err(e) => {
+                eprintln!("{name}: attempt failed: {e}");
+                failures.push(e);
+            }
+        }
+    }
+    panic!("{name}: all {ATTEMPTS} attempts failed: {failures:#?}");
+}
+
+fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(msg())
+    }
+}
+
 /// The acceptance test for the ground truth: a 2 ms delay adds 2 ms ± 50 µs (median) and is
 /// never shorter than 2 ms. Prints the error distribution that docs/sample-webapp.md quotes.
 #[test]
 fn fixed_delay_is_precise() {
     let _serial = serial();
-    let server = Server::start(&["--delay", "2ms"]);
-    let mut conn = server.connect();
-    let (base, mut samples) = measure(&mut conn, PLAIN, 200);
-    let min = *samples.iter().min().unwrap();
-    assert!(min >= 2 * MS, "a delayed response took only {min} ns");
-    let mut errors: Vec<i64> = samples
-        .iter()
-        .map(|&s| s as i64 - base as i64 - 2 * MS as i64)
-        .collect();
-    errors.sort_unstable();
-    let p = |q: f64| errors[((errors.len() - 1) as f64 * q).round() as usize];
-    let added = median(&mut samples) - base;
-    eprintln!(
-        "2 ms delay, 200 samples: baseline median {base} ns; added median {added} ns; \
-         error p50 {} ns, p90 {} ns, p99 {} ns",
-        p(0.5),
-        p(0.9),
-        p(0.99)
-    );
-    assert!(
-        added.abs_diff(2 * MS) <= 50 * US,
-        "median added delay {added} ns, want 2 ms ± 50 µs"
-    );
+    attempts("fixed 2 ms delay", || {
+        let server = Server::start(&["--delay", "2ms"]);
+        let mut conn = server.connect();
+        let (base, mut samples) = measure(&mut conn, PLAIN, 200);
+        let min = *samples.iter().min().unwrap();
+        assert!(min >= 2 * MS, "a delayed response took only {min} ns");
+        let mut errors: Vec<i64> = samples
+            .iter()
+            .map(|&s| s as i64 - base as i64 - 2 * MS as i64)
+            .collect();
+        errors.sort_unstable();
+        let p = |q: f64| errors[((errors.len() - 1) as f64 * q).round() as usize];
+        let added = median(&mut samples) - base;
+        eprintln!(
+            "2 ms delay, 200 samples: baseline median {base} ns; added median {added} ns; \
+             client-side error p50 {} ns, p90 {} ns, p99 {} ns",
+            p(0.5),
+            p(0.9),
+            p(0.99)
+        );
+        // The server's own account of how late it released each response.
+        let stats = server.stats();
+        let lateness = &stats["release_lateness_us"];
+        eprintln!("server-side release lateness (µs buckets): {lateness}");
+        let within_20us: u64 = ["<1", "<2", "<5", "<10", "<20"]
+            .iter()
+            .map(|k| lateness[k].as_u64().unwrap())
+            .sum();
+        let delayed = stats["delayed"].as_u64().unwrap();
+        check(added.abs_diff(2 * MS) <= 50 * US, || {
+            format!("median added delay {added} ns, want 2 ms ± 50 µs")
+        })?;
+        check(within_20us * 2 > delayed, || {
+            format!("only {within_20us} of {delayed} released within 20 µs")
+        })
+    });
 }
 
 #[test]
 fn exponential_delay_has_the_right_mean() {
     let _serial = serial();
-    let server = Server::start(&["--delay-dist", "exp:2ms"]);
-    let mut conn = server.connect();
-    let n = 400;
-    let (base, samples) = measure(&mut conn, PLAIN, n);
-    let mean = samples.iter().map(|&s| s as f64 - base as f64).sum::<f64>() / n as f64;
-    // Exponential: sd = mean, so the mean's standard error is 2 ms / sqrt(400) = 100 µs.
-    let bound = 4.0 * 2e6 / (n as f64).sqrt() + 50e3;
-    eprintln!("exp:2ms mean added delay {mean:.0} ns (bound ±{bound:.0})");
-    assert!((mean - 2e6).abs() < bound, "mean {mean} ns");
-    // Some draws are far below the mean, some far above.
-    let below = samples
-        .iter()
-        .filter(|&&s| s.saturating_sub(base) < MS)
-        .count();
-    assert!(below > n / 5, "{below} draws under 1 ms");
+    attempts("exp:2ms", || {
+        let server = Server::start(&["--delay-dist", "exp:2ms"]);
+        let mut conn = server.connect();
+        let n = 400;
+        let (base, samples) = measure(&mut conn, PLAIN, n);
+        let mean = samples.iter().map(|&s| s as f64 - base as f64).sum::<f64>() / n as f64;
+        // Exponential: sd = mean, so the mean's standard error is 2 ms / sqrt(400) = 100 µs.
+        let bound = 4.0 * 2e6 / (n as f64).sqrt() + 50e3;
+        eprintln!("exp:2ms mean added delay {mean:.0} ns (bound ±{bound:.0})");
+        // P(X < 1 ms) = 1 - e^-0.5 = 39%: many draws are far below the mean.
+        let below = samples
+            .iter()
+            .filter(|&&s| s.saturating_sub(base) < MS)
+            .count();
+        check((mean - 2e6).abs() < bound, || format!("mean {mean} ns"))?;
+        check(below > n / 4, || format!("{below} of {n} draws under 1 ms"))
+    });
 }
 
 #[test]
 fn uniform_delay_stays_in_range() {
     let _serial = serial();
-    let server = Server::start(&["--delay-dist", "uniform:1ms..3ms"]);
-    let mut conn = server.connect();
-    let n = 300;
-    let (base, mut samples) = measure(&mut conn, PLAIN, n);
-    assert!(*samples.iter().min().unwrap() >= MS);
-    // Quantiles rather than the mean: robust to the odd sample a busy machine delays. The
-    // p-quantile of U(1 ms, 3 ms) is 1 + 2p ms, with standard error 2 ms * sqrt(p(1-p)/n).
-    for p in [0.1, 0.5, 0.9] {
-        let got = percentile(&mut samples, p).saturating_sub(base) as f64;
-        let want = 1e6 + 2e6 * p;
-        let bound = 4.0 * 2e6 * (p * (1.0 - p) / n as f64).sqrt() + 50e3;
-        assert!(
-            (got - want).abs() < bound,
-            "p{p}: {got} ns, want {want} ± {bound}"
-        );
-    }
+    attempts("uniform:1ms..3ms", || {
+        let server = Server::start(&["--delay-dist", "uniform:1ms..3ms"]);
+        let mut conn = server.connect();
+        let n = 300;
+        let (base, mut samples) = measure(&mut conn, PLAIN, n);
+        assert!(*samples.iter().min().unwrap() >= MS);
+        // Quantiles rather than the mean: robust to the odd sample a busy machine delays. The
+        // p-quantile of U(1 ms, 3 ms) is 1 + 2p ms, with standard error 2 ms * sqrt(p(1-p)/n).
+        for p in [0.1, 0.5, 0.9] {
+            let got = percentile(&mut samples, p).saturating_sub(base) as f64;
+            let want = 1e6 + 2e6 * p;
+            let bound = 4.0 * 2e6 * (p * (1.0 - p) / n as f64).sqrt() + 50e3;
+            check((got - want).abs() < bound, || {
+                format!("p{p}: {got} ns, want {want} ± {bound:.0}")
+            })?;
+        }
+        Ok(())
+    });
 }
 
 #[test]
@@ -113,22 +157,24 @@ fn per_request_override() {
     let _serial = serial();
     let server = Server::start(&[]);
     let mut conn = server.connect();
-    let half = b"GET /login?deviceid=d&delay_ms=0.5 HTTP/1.1\r\nHost: t\r\n\r\n";
-    let (base, mut samples) = measure(&mut conn, half, 50);
-    let added = median(&mut samples) - base;
-    assert!(
-        added.abs_diff(500 * US) <= 50 * US,
-        "delay_ms=0.5 added {added} ns"
-    );
-    assert!(*samples.iter().min().unwrap() >= 500 * US);
-
-    let header = b"GET /login?deviceid=d HTTP/1.1\r\nHost: t\r\nX-Delay-Ms: 3\r\n\r\n";
-    let (base, mut samples) = measure(&mut conn, header, 30);
-    let added = median(&mut samples) - base;
-    assert!(
-        added.abs_diff(3 * MS) <= 50 * US,
-        "X-Delay-Ms: 3 added {added} ns"
-    );
+    attempts("delay_ms=0.5", || {
+        let half = b"GET /login?deviceid=d&delay_ms=0.5 HTTP/1.1\r\nHost: t\r\n\r\n";
+        let (base, mut samples) = measure(&mut conn, half, 50);
+        assert!(*samples.iter().min().unwrap() >= 500 * US);
+        let added = median(&mut samples) - base;
+        check(added.abs_diff(500 * US) <= 50 * US, || {
+            format!("delay_ms=0.5 added {added} ns")
+        })
+    });
+    attempts("X-Delay-Ms: 3", || {
+        let header = b"GET /login?deviceid=d HTTP/1.1\r\nHost: t\r\nX-Delay-Ms: 3\r\n\r\n";
+        let (base, mut samples) = measure(&mut conn, header, 30);
+        assert!(*samples.iter().min().unwrap() >= 3 * MS);
+        let added = median(&mut samples) - base;
+        check(added.abs_diff(3 * MS) <= 50 * US, || {
+            format!("X-Delay-Ms: 3 added {added} ns")
+        })
+    });
 
     // The query parameter wins over the header; and the body is unchanged by it.
     let both = b"GET /login?deviceid=d&delay_ms=0 HTTP/1.1\r\nHost: t\r\nX-Delay-Ms: 1000\r\n\r\n";

@@ -86,72 +86,26 @@ const GOAL_LAG_P99_US: f64 = 1000.0;
 
 /// The command line of `tool` in scenario `s` (without the pinning/timing prefix).
 fn argv(tool: Tool, bin: &Path, s: &Scenario, secs: u64, url: &str) -> Vec<String> {
-    let c = CONNECTIONS.to_string();
-    let bin = bin.display().to_string();
-    let v: Vec<String> = match (tool, s.rate) {
+    let (c, d) = (CONNECTIONS, secs);
+    let args = match (tool, s.rate) {
         // gen always gets --json: the harness reads its own report (achieved rate, lag).
-        (Tool::Gen, None) => vec![
-            bin,
-            "--connections".into(),
-            c,
-            "--threads".into(),
-            "1".into(),
-            "--duration".into(),
-            format!("{secs}s"),
-            "--json".into(),
-        ],
-        (Tool::Gen, Some(r)) => vec![
-            bin,
-            "--rate".into(),
-            r.to_string(),
-            "--threads".into(),
-            "1".into(),
-            "--duration".into(),
-            format!("{secs}s"),
-            "--json".into(),
-        ],
-        (Tool::Wrk, _) => vec![bin, "-t1".into(), format!("-c{c}"), format!("-d{secs}s")],
-        (Tool::H2load, None) => vec![
-            bin,
-            "--h1".into(),
-            "-t1".into(),
-            format!("-c{c}"),
-            "-D".into(),
-            secs.to_string(),
-        ],
+        (Tool::Gen, None) => format!("--connections {c} --threads 1 --duration {d}s --json"),
+        (Tool::Gen, Some(r)) => format!("--rate {r} --threads 1 --duration {d}s --json"),
+        (Tool::Wrk, _) => format!("-t1 -c{c} -d{d}s"),
+        (Tool::H2load, None) => format!("--h1 -t1 -c{c} -D {d}"),
         // h2load's --rps is per client connection.
-        (Tool::H2load, Some(r)) => vec![
-            bin,
-            "--h1".into(),
-            "-t1".into(),
-            format!("-c{c}"),
-            "--rps".into(),
-            (f64::from(r) / f64::from(CONNECTIONS)).to_string(),
-            "-D".into(),
-            secs.to_string(),
-        ],
-        (Tool::Oha, None) => vec![
-            bin,
-            "-z".into(),
-            format!("{secs}s"),
-            "-c".into(),
-            c,
-            "--no-tui".into(),
-        ],
-        (Tool::Oha, Some(r)) => vec![
-            bin,
-            "-z".into(),
-            format!("{secs}s"),
-            "-c".into(),
-            c,
-            "-q".into(),
-            r.to_string(),
-            "--no-tui".into(),
-        ],
+        (Tool::H2load, Some(r)) => format!(
+            "--h1 -t1 -c{c} --rps {} -D {d}",
+            f64::from(r) / f64::from(c)
+        ),
+        (Tool::Oha, None) => format!("-z {d}s -c {c} --no-tui"),
+        (Tool::Oha, Some(r)) => format!("-z {d}s -c {c} -q {r} --no-tui"),
     };
-    let mut v = v;
-    v.push(url.to_string());
-    v
+    let args = args.split_whitespace().map(String::from);
+    std::iter::once(bin.display().to_string())
+        .chain(args)
+        .chain([url.to_string()])
+        .collect()
 }
 
 struct Opts {
@@ -346,14 +300,20 @@ fn which(bin: &str) -> Option<PathBuf> {
 
 /// nginx pinned to the server CPU; killed by PID on drop (every exit path, errors included).
 struct Nginx {
-    _server: proc::Server,
+    server: proc::Server,
     load_addr: String,
     status_addr: String,
 }
 
 impl Nginx {
     fn start(dir: &Path) -> Result<Nginx> {
-        let (load_addr, status_addr) = (free_addr()?, free_addr()?);
+        // Two free ports: bound together so they differ, released just before nginx binds them.
+        let (l1, l2) = (
+            TcpListener::bind("127.0.0.1:0")?,
+            TcpListener::bind("127.0.0.1:0")?,
+        );
+        let (load_addr, status_addr) = (l1.local_addr()?.to_string(), l2.local_addr()?.to_string());
+        drop((l1, l2));
         let conf = format!(
             "worker_processes 1;\npid nginx.pid;\nerror_log error.log warn;\n\
              events {{ worker_connections 4096; }}\n\
@@ -374,7 +334,7 @@ impl Nginx {
             .spawn()
             .context("starting nginx")?;
         let mut n = Nginx {
-            _server: proc::Server {
+            server: proc::Server {
                 child,
                 addr: load_addr.clone(),
             },
@@ -383,7 +343,7 @@ impl Nginx {
         };
         let t0 = Instant::now();
         while n.requests().is_err() {
-            if n._server.child.try_wait()?.is_some() || t0.elapsed() > Duration::from_secs(10) {
+            if n.server.child.try_wait()?.is_some() || t0.elapsed() > Duration::from_secs(10) {
                 let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
                 bail!("nginx did not start:\n{log}");
             }
@@ -403,11 +363,6 @@ impl Nginx {
             .and_then(|n| n.parse().ok())
             .with_context(|| format!("unexpected stub_status: {body:?}"))
     }
-}
-
-fn free_addr() -> Result<String> {
-    // The listener is dropped before nginx binds; a race with another process is unlikely.
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string())
 }
 
 impl Run {

@@ -68,6 +68,7 @@ pub fn run(
         timeout_ns: cfg.timeout.as_nanos() as u64,
         max_queue: cfg.max_queue,
         threads,
+        resolution_ns: cfg.resolution.as_nanos() as u64,
     };
     let barrier = Barrier::new(threads + 1);
     let start_at: Mutex<Option<Instant>> = Mutex::new(None);

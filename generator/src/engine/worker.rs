@@ -41,6 +41,8 @@ pub struct Shared<'a> {
     pub timeout_ns: u64,
     pub max_queue: usize,
     pub threads: usize,
+    /// Pacing resolution: wake-ups that release due requests are at least this far apart.
+    pub resolution_ns: u64,
 }
 
 /// What a worker reports when it ends.
@@ -143,10 +145,14 @@ impl<'a, D: Driver> Worker<'a, D> {
         let mut index = 0;
         let mut next_scan = SCAN_NS;
         let mut hard_stop = u64::MAX;
+        // When the last wake-up released due requests; the next one waits at least
+        // `resolution_ns` after it, so at high rates one wake-up sends a batch.
+        let mut last_release = 0u64;
 
         loop {
             let now = self.now();
-            if open {
+            if open && next_due.is_some_and(|d| d <= now) {
+                last_release = now;
                 while let Some(due) = next_due {
                     if due > now {
                         break;
@@ -189,7 +195,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             }
             let mut wake = next_tick.min(next_scan);
             if let Some(due) = next_due {
-                wake = wake.min(due);
+                wake = wake.min(due.max(last_release + self.sh.resolution_ns));
             }
             if let Some(&i) = self.down.front() {
                 wake = wake.min(self.conns[i as usize].since);
