@@ -238,3 +238,32 @@ fn bad_input_is_one_line_naming_the_value_and_exit_2() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// On a terminal a live line (rate, p99, errors) is redrawn every second; piped, it is off.
+#[test]
+fn live_progress_line_only_on_a_terminal() {
+    let app = Webapp::start(&[]);
+    let cmd = format!(
+        "{} --rate 200 --duration 2s --threads 1 {}",
+        gen_bin().display(),
+        app.url("/")
+    );
+    // `script` runs the command on a pseudo-terminal (util-linux, on every Debian).
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("running script");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(
+        tty.contains("\r\x1b[2K["),
+        "no progress line on a terminal: {tty:?}"
+    );
+    assert!(tty.contains("/200.0 req/s  p99 "), "{tty:?}");
+
+    let piped = std::process::Command::new(gen_bin())
+        .args(["--rate", "200", "--duration", "1s", &app.url("/")])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("req/s"));
+}

@@ -181,7 +181,9 @@ fn spectrum(h: &Hist) -> Vec<SpectrumLine> {
         .map(|v| {
             total += v.count_since_last_iteration();
             SpectrumLine {
-                quantile: v.quantile_iterated_to(),
+                // HDR's iterator accumulates binary fractions (0.30000000000000004);
+                // twelve decimals keep every tick exact and the JSON readable.
+                quantile: (v.quantile_iterated_to() * 1e12).round() / 1e12,
                 value_us: v.value_iterated_to(),
                 total_count: total,
             }
