@@ -157,6 +157,9 @@ struct Run {
     server_requests: u64,
     /// The server's steady rate, mid-run (see [`mid_rate`]).
     mid_rate: Option<f64>,
+    /// How busy the tool's CPU and the server's CPU were (cores, all processes), from
+    /// /proc/stat: shows how much other work on the machine competed with the run.
+    busy: Option<[f64; 2]>,
     /// Why this run yields no figures (tool missing, crashed, no report...).
     error: Option<String>,
     /// The tool exited non-zero, died of a signal or hit the time limit.
@@ -378,6 +381,7 @@ impl Run {
             sys_s: 0.0,
             server_requests: 0,
             mid_rate: None,
+            busy: None,
             error: Some(why),
             crashed: false,
             gen: None,
@@ -400,6 +404,7 @@ fn measure(
     let limit = Duration::from_secs(secs + 30);
     // The server's count sampled during the run gives its steady (mid-run) rate.
     let start = Instant::now();
+    let busy0 = cpu_busy();
     let mut samples = Vec::new();
     let t = run_pinned(&cmd, dir, limit, &mut || {
         let t0 = start.elapsed().as_secs_f64();
@@ -408,8 +413,13 @@ fn measure(
         }
     })?;
     let after = nginx.requests()?;
+    let span = start.elapsed().as_secs_f64();
     let mut run = Run::failed(s, tool, rep, String::new());
     run.cmd = cmd;
+    // CPU time the two CPUs were busy during the run, as a share of the run (cores).
+    if let (Some(a), Some(b)) = (busy0, cpu_busy()) {
+        run.busy = Some([(b[0] - a[0]) / span, (b[1] - a[1]) / span]);
+    }
     // Every status read counts itself: subtract the samples and the "after" read.
     run.server_requests = after.saturating_sub(before + samples.len() as u64 + 1);
     run.mid_rate = mid_rate(&samples, secs);
@@ -450,6 +460,24 @@ fn mid_rate(samples: &[(f64, u64)], secs: u64) -> Option<f64> {
     // Each sample in between counted itself.
     let load = n1.checked_sub(n0)?.checked_sub((j - i) as u64)?;
     (t1 - t0 >= 0.5).then(|| load as f64 / (t1 - t0))
+}
+
+/// Busy CPU-seconds of CPU 0 and CPU 1 since boot (/proc/stat, USER_HZ = 100).
+fn cpu_busy() -> Option<[f64; 2]> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let busy = |cpu: &str| -> Option<f64> {
+        let line = stat
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(cpu))?;
+        let f: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal ...: all but idle and iowait.
+        Some((f.iter().take(8).sum::<f64>() - f.get(3)? - f.get(4)?) / 100.0)
+    };
+    Some([busy("cpu0")?, busy("cpu1")?])
 }
 
 struct Timed {
@@ -596,6 +624,7 @@ fn run_json(r: &Run) -> Value {
     json!({ "scenario": r.scenario, "tool": r.tool.name(), "rep": r.rep + 1,
         "command": r.cmd.join(" "), "wall_s": r.wall_s, "user_s": r.user_s, "sys_s": r.sys_s,
         "server_requests": r.server_requests, "server_mid_rate": r.mid_rate,
+        "cpu_busy_cores": r.busy,
         "cpu_us_per_request": r.cpu_us_per_req(), "error": r.error, "crashed": r.crashed,
         "gen_report": r.gen })
 }
@@ -623,6 +652,9 @@ struct Cell {
     rate: Option<f64>,
     cpu_us: Option<f64>,
     core: Option<f64>,
+    /// CPU 0 used by other processes than the tool; CPU 1 busy (nginx and anything else).
+    others0: Option<f64>,
+    busy1: Option<f64>,
     mid_rate: Option<f64>,
     /// Server's mid-run rate vs the target (fixed-rate scenarios).
     rate_err: Option<f64>,
@@ -648,6 +680,8 @@ fn cell(runs: &[Run], s: &Scenario, tool: Tool) -> Cell {
         mid_rate: m(&|r| r.mid_rate),
         cpu_us: m(&|r| r.cpu_us_per_req()),
         core: m(&|r| Some(r.cpu_s / r.wall_s)),
+        others0: m(&|r| Some((r.busy?[0] - r.cpu_s / r.wall_s).max(0.0))),
+        busy1: m(&|r| Some(r.busy?[1])),
         rate_err: m(&|r| err(r.mid_rate?)),
         gen_rate_err: m(&|r| err(gen(r, "achieved_rate")?)),
         gen_lag_p99_us: m(&|r| gen(r, "lag_p99_us")),
@@ -679,7 +713,8 @@ fn machine() -> Value {
         })
         .unwrap_or_default();
     json!({ "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "kernel": sh("uname", &["-r"]), "cpu": cpu, "date": sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]) })
+        "kernel": sh("uname", &["-r"]),
+        "loadavg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(), "cpu": cpu, "date": sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]) })
 }
 
 fn version(bin: &Path, tool: Tool) -> String {
@@ -709,14 +744,15 @@ fn render(o: &Opts, runs: &[Run], bins: &[Result<PathBuf, String>]) -> String {
     let _ = writeln!(md, "# gen vs peers — `cargo xtask bench`\n");
     let _ = writeln!(
         md,
-        "- date: {}; machine: {} CPUs ({}), kernel {}",
+        "- date: {}; machine: {} CPUs ({}), kernel {}; load average at the end: {}",
         s("date"),
         m["nproc"],
         s("cpu"),
-        s("kernel")
+        s("kernel"),
+        s("loadavg")
     );
     let _ = writeln!(md, "- server: nginx `return 200`, 1 worker, `taskset -c {SERVER_CPU}`; each tool: `taskset -c {TOOL_CPU} /usr/bin/time -f \"%e %U %S\" <command>`");
-    let _ = writeln!(md, "- {} run(s) of {} s per tool, tools interleaved; medians. CPU-µs/req = tool user+sys / requests nginx counted (`stub_status`) during the run; mid-run req/s = nginx's count rate between 15% and 85% of the run", o.repeat, o.secs);
+    let _ = writeln!(md, "- {} run(s) of {} s per tool, tools interleaved; medians. CPU-µs/req = tool user+sys / requests nginx counted (`stub_status`) during the run; mid-run req/s = nginx's count rate between 15% and 85% of the run; \"others on CPU 0\" = CPU 0 busy time (/proc/stat) not spent by the tool: other work on the machine competing with it", o.repeat, o.secs);
     let vers: Vec<String> = Tool::ALL
         .iter()
         .zip(bins)
@@ -724,8 +760,8 @@ fn render(o: &Opts, runs: &[Run], bins: &[Result<PathBuf, String>]) -> String {
         .collect();
     let _ = writeln!(md, "- versions: {}\n", vers.join("; "));
 
-    let _ = writeln!(md, "| scenario | tool | ok runs | server requests | req/s (count / wall) | req/s (server, mid-run) | CPU-µs/req | tool CPU (cores) | rate error (server, mid-run) | gen: achieved vs target | gen: lag p99 |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "| scenario | tool | ok runs | server requests | req/s (count / wall) | req/s (server, mid-run) | CPU-µs/req | tool CPU (cores) | others on CPU 0 (cores) | CPU 1 busy (cores) | rate error (server, mid-run) | gen: achieved vs target | gen: lag p99 |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut cells = Vec::new();
     for sc in &SCENARIOS {
         for &t in sc.tools.iter().filter(|t| o.tools.contains(t)) {
@@ -733,7 +769,7 @@ fn render(o: &Opts, runs: &[Run], bins: &[Result<PathBuf, String>]) -> String {
             let n = |v: Option<f64>| opt(v, |x| format!("{x:.0}"));
             let _ = writeln!(
                 md,
-                "| {} {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 sc.id,
                 sc.title,
                 t.name(),
@@ -744,6 +780,8 @@ fn render(o: &Opts, runs: &[Run], bins: &[Result<PathBuf, String>]) -> String {
                 n(c.mid_rate),
                 opt(c.cpu_us, |x| format!("{x:.2}")),
                 opt(c.core, |x| format!("{x:.2}")),
+                opt(c.others0, |x| format!("{x:.2}")),
+                opt(c.busy1, |x| format!("{x:.2}")),
                 opt(c.rate_err, pct),
                 opt(c.gen_rate_err, pct),
                 opt(c.gen_lag_p99_us, |x| format!("{x:.0} µs"))
