@@ -8,16 +8,17 @@
 //! a trailing slash does not. Every body is `text/html; charset=utf-8`.
 //!
 //! Order of work for a counted request: wait for a `--max-concurrency` slot (FIFO), read
-//! the body, build the response (or an injected 500), then hold it for the delay and any
-//! stall on the timer thread, and count it. The delay therefore starts when service starts,
-//! so waiting for a slot adds to the response time as a real saturated server's queue does.
+//! the body, build the response (or an injected 500), then hold it for the delay (counted
+//! from that moment) and past any stall on the timer thread, and count it. The slot is held
+//! until release, so waiting for one adds to the response time as a saturated server's queue
+//! does.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -125,6 +126,48 @@ fn concat(parts: &[&[u8]]) -> Bytes {
     Bytes::from(buf)
 }
 
+#[derive(Debug)]
+enum BodyError {
+    TooLarge,
+    /// The client sent a malformed body or went away mid-body.
+    Broken,
+}
+
+/// Reads the whole request body, up to [`MAX_BODY`]. A body that arrives in one frame (the
+/// usual small form) is passed on without copying or allocating.
+async fn read_body(mut body: Incoming) -> Result<Bytes, BodyError> {
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(BodyError::TooLarge);
+    }
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| BodyError::Broken)?.into_data() else {
+            continue; // trailers
+        };
+        let total = first.as_ref().map_or(0, Bytes::len)
+            + joined.as_ref().map_or(0, BytesMut::len)
+            + data.len();
+        if total > MAX_BODY {
+            return Err(BodyError::TooLarge);
+        }
+        match (&mut joined, first.take()) {
+            (Some(buf), _) => buf.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(prev)) => {
+                let mut buf = BytesMut::with_capacity(total);
+                buf.extend_from_slice(&prev);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(joined.map_or_else(|| first.unwrap_or_default(), BytesMut::freeze))
+}
+
 fn or_none<'a>(v: &'a Option<Cow<'_, str>>) -> &'a [u8] {
     v.as_deref().map_or(b"None", str::as_bytes)
 }
@@ -202,18 +245,16 @@ impl App {
         };
 
         // Read any body, even one we ignore, so the connection stays usable for keep-alive.
-        let body = if body.is_end_stream() {
-            Bytes::new()
-        } else {
-            match Limited::new(body, MAX_BODY).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                    return (
-                        html(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE_BODY),
-                        delay_ns,
-                    )
-                }
-                Err(_) => return (html(StatusCode::BAD_REQUEST, BAD_REQUEST_BODY), delay_ns),
+        let body = match read_body(body).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                return (
+                    html(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE_BODY),
+                    delay_ns,
+                )
+            }
+            Err(BodyError::Broken) => {
+                return (html(StatusCode::BAD_REQUEST, BAD_REQUEST_BODY), delay_ns)
             }
         };
 

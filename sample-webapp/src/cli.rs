@@ -2,7 +2,6 @@
 //! naming it, with exit code 2.
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -21,9 +20,10 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Runtime worker threads [default: number of cores].
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub workers: Option<NonZeroUsize>,
+    /// Runtime worker threads, 1 to 1024 [default: number of cores].
+    #[arg(long, value_name = "N", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
 
     /// Fixed delay before every response, e.g. 500us, 2ms, 1.5ms, 1s.
     #[arg(long, value_name = "DURATION", value_parser = knobs::parse_duration,
@@ -40,8 +40,9 @@ pub struct Cli {
     pub error_rate: f64,
 
     /// At most N requests in service; later ones wait for a slot, first come first served.
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub max_concurrency: Option<NonZeroUsize>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_concurrency: Option<u32>,
 
     /// How long SIGUSR1 stalls all responses, in milliseconds.
     #[arg(long, value_name = "MS", default_value = "1000",
@@ -139,13 +140,13 @@ mod tests {
             Some(DelayDist::Fixed(Duration::from_micros(1500)))
         );
         assert_eq!(c.error_rate, 0.01);
-        assert_eq!(c.max_concurrency.map(NonZeroUsize::get), Some(4));
+        assert_eq!(c.max_concurrency, Some(4));
         let c = cli(&["--delay-dist", "exp:2ms", "--workers", "3"]);
         assert_eq!(
             c.delay_dist(),
             Some(DelayDist::Exp(Duration::from_millis(2)))
         );
-        assert_eq!(c.workers.map(NonZeroUsize::get), Some(3));
+        assert_eq!(c.workers, Some(3));
         assert_eq!(cli(&["--delay", "0"]).delay_dist(), None);
     }
 
@@ -156,6 +157,9 @@ mod tests {
             (&["--delay-dist", "normal:1ms"], "normal:1ms"),
             (&["--error-rate", "1.5"], "1.5"),
             (&["--workers", "0"], "0"),
+            (&["--workers", "5000"], "5000"),
+            (&["--max-concurrency", "0"], "0"),
+            (&["--max-concurrency", "99999999999"], "99999999999"),
             (&["--max-concurrency", "-3"], "-3"),
             (&["--delay", "-1ms"], "-1ms"),
             (&["--error-rate", "-0.5"], "-0.5"),

@@ -8,12 +8,17 @@
 //! How: a request that must wait sends (deadline, oneshot sender) over a lock-free channel to
 //! the timer thread, which keeps a min-heap. The thread sleeps on an absolute
 //! `CLOCK_MONOTONIC` deadline until [`SPIN_NS`] (100 µs) before the earliest entry, spins the
-//! rest of the way, then fires the oneshot (about 0.2 µs after the deadline at the median). The sleep is `futex(FUTEX_WAIT_BITSET)`, whose timeout is
-//! an absolute `CLOCK_MONOTONIC` time served by the same hrtimer as
-//! `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`; unlike `clock_nanosleep` it can be
-//! woken early, which is needed when a request arrives whose deadline is earlier than the one
-//! being slept toward (mixed delays, `exp:` distributions, per-request overrides). Timer slack
-//! is set to 1 ns on this thread so the kernel does not defer the wakeup by its default 50 µs.
+//! rest of the way, then fires the oneshot (about 0.2 µs after the deadline at the median).
+//!
+//! The sleep is `futex(FUTEX_WAIT_BITSET)`, whose timeout is an absolute `CLOCK_MONOTONIC`
+//! time served by the same hrtimer as `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`;
+//! unlike `clock_nanosleep` it can be woken early, which is needed when a request arrives
+//! whose deadline is earlier than the one being slept toward (mixed delays, `exp:`
+//! distributions, per-request overrides). Timer slack is set to 1 ns on this thread so the
+//! kernel does not defer the wakeup by its default 50 µs.
+//!
+//! The woken tokio task resumes tens of microseconds after the fire, so tasks ask to be woken
+//! a learned lead early and yield to their deadline (see [`Timer::delay`]).
 //!
 //! Stalls use the same path: the stall end is an atomic read at fire time, so a stall that
 //! starts (or is extended) while a response is already waiting holds that response too.

@@ -139,7 +139,7 @@ fn utf8_or_quoted(mut bytes: &[u8]) -> String {
             }
             Err(e) => {
                 let (valid, rest) = bytes.split_at(e.valid_up_to());
-                // SAFETY-free: `valid_up_to` guarantees this prefix is UTF-8.
+                // `valid_up_to` guarantees this prefix is UTF-8, so the default never happens.
                 out.push_str(std::str::from_utf8(valid).unwrap_or_default());
                 let bad = e.error_len().unwrap_or(rest.len());
                 for b in &rest[..bad] {

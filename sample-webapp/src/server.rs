@@ -30,9 +30,7 @@ const BACKLOG: u32 = 8192;
 /// Runs the app as the binary does: builds the runtime, serves until SIGTERM/SIGINT.
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
     raise_fd_limit();
-    let workers = cli
-        .workers
-        .map_or_else(default_workers, std::num::NonZeroUsize::get);
+    let workers = cli.workers.map_or_else(default_workers, usize::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("sample-webapp-worker")
@@ -42,7 +40,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     let knobs = Knobs {
         delay: cli.delay_dist(),
         error_rate: cli.error_rate,
-        max_concurrency: cli.max_concurrency.map(std::num::NonZeroUsize::get),
+        max_concurrency: cli.max_concurrency.map(|n| n as usize),
     };
     let stall_signal = Duration::from_millis(cli.stall_signal_ms);
     let listen = cli.listen;

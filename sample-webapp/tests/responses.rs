@@ -157,6 +157,28 @@ fn query_string_wins_over_body() {
 }
 
 #[test]
+fn body_arriving_in_pieces() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    conn.send(
+        b"POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 25\r\n\r\ndevice",
+    );
+    for piece in [&b"id=ab"[..], b"c&timestamp", b"=t1"] {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        conn.send(piece);
+    }
+    ok(
+        &conn.read_response(false).unwrap(),
+        "/metrics - device: abc, timestamp: t1\n",
+    );
+    // Chunked transfer encoding works too.
+    conn.send(
+        b"POST /login HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n4\r\ndevi\r\n7\r\nceid=zz\r\n0\r\n\r\n",
+    );
+    ok(&conn.read_response(false).unwrap(), "/login - device: zz\n");
+}
+
+#[test]
 fn not_found_and_method_not_allowed() {
     let server = Server::start(&[]);
     let mut conn = server.connect();

@@ -127,18 +127,21 @@ pub fn run(
 
     let mut connected = 0;
     let mut last_ns = 0;
+    let mut last_sent_ns = 0;
     let mut driver = "io_uring";
     for r in results {
         let (end, name) = r?;
         connected += end.connected_at_start;
         last_ns = last_ns.max(end.last_ns);
+        last_sent_ns = last_sent_ns.max(end.last_sent_ns);
         driver = name;
     }
+    let since_warm =
+        |ns: u64| Duration::from_nanos(ns.saturating_sub(cfg.plan.warmup_ns())).as_secs_f64();
     let measured_s = match cfg.plan.duration {
-        Some(d) => d.as_secs_f64(),
-        None => Duration::from_nanos(last_ns.saturating_sub(cfg.plan.warmup_ns()))
-            .as_secs_f64()
-            .max(1e-6),
+        // The planned window, or longer when the generator fell behind and sent late.
+        Some(d) => d.as_secs_f64().max(since_warm(last_sent_ns)),
+        None => since_warm(last_ns).max(1e-6),
     };
     Ok(Outcome {
         totals,

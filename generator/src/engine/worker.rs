@@ -50,6 +50,9 @@ pub struct Shared<'a> {
 pub struct WorkerEnd {
     /// Offset (from the run start) of the last completion, for request-bounded runs.
     pub last_ns: u64,
+    /// Offset of the last send: a generator that fell behind sends past the planned end,
+    /// and the achieved rate must be computed over the time it really took.
+    pub last_sent_ns: u64,
     /// Connections that were open when the clock started.
     pub connected_at_start: usize,
 }
@@ -74,6 +77,7 @@ pub struct Worker<'a, D: Driver> {
     /// Closed model: measured requests this thread may still start.
     quota: u64,
     last_ns: u64,
+    last_sent_ns: u64,
 }
 
 impl<'a, D: Driver> Worker<'a, D> {
@@ -93,6 +97,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             next_i: id as u64,
             quota: sh.plan.quota(id, sh.threads),
             last_ns: 0,
+            last_sent_ns: 0,
         }
     }
 
@@ -209,6 +214,7 @@ impl<'a, D: Driver> Worker<'a, D> {
         closed?;
         Ok(WorkerEnd {
             last_ns: self.last_ns,
+            last_sent_ns: self.last_sent_ns,
             connected_at_start,
         })
     }
@@ -259,6 +265,7 @@ impl<'a, D: Driver> Worker<'a, D> {
         let c = &mut self.conns[i as usize];
         c.begin(intended, now, self.sh.head_request);
         self.busy += 1;
+        self.last_sent_ns = now;
         let req = self.sh.request;
         self.rec.record_sent(req.len() as u64);
         c.send_inflight = true;
