@@ -79,6 +79,7 @@ pub fn run(
     // Seconds still waiting for some thread's snapshot: (merged so far, threads reported).
     let mut open_seconds: BTreeMap<u64, (Snapshot, usize)> = BTreeMap::new();
     let mut cpu_start = rusage();
+    let mut early: Vec<Interval> = Vec::new();
 
     let results: Vec<Result<(WorkerEnd, &'static str), EngineError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -97,10 +98,23 @@ pub fn run(
             .collect();
         drop(tx);
         barrier.wait(); // every worker has opened its connections
+        let start = Instant::now();
         cpu_start = rusage();
-        *start_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        *start_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(start);
         barrier.wait();
-        for iv in rx {
+        // CPU is charged from the end of warm-up, like every other figure.
+        let warm_end = start + cfg.plan.warmup;
+        if !cfg.plan.warmup.is_zero() {
+            while Instant::now() < warm_end {
+                match rx.recv_timeout(warm_end - Instant::now()) {
+                    Ok(iv) => early.push(iv),
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            cpu_start = rusage();
+        }
+        for iv in early.drain(..).chain(rx) {
             totals.merge(&iv.snapshot);
             let entry = open_seconds
                 .entry(iv.index)

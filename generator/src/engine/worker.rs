@@ -267,7 +267,9 @@ impl<'a, D: Driver> Worker<'a, D> {
         self.busy += 1;
         self.last_sent_ns = now;
         let req = self.sh.request;
-        self.rec.record_sent(req.len() as u64);
+        if intended >= self.sh.plan.warmup_ns() {
+            self.rec.record_sent(req.len() as u64);
+        }
         c.send_inflight = true;
         c.pending += 1;
         // SAFETY: the request bytes live in `Shared`, which outlives the worker and its driver.
