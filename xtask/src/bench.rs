@@ -101,7 +101,17 @@ fn argv(tool: Tool, bin: &Path, s: &Scenario, secs: u64, url: &str) -> Vec<Strin
         (Tool::Oha, None) => format!("-z {d}s -c {c} --no-tui"),
         (Tool::Oha, Some(r)) => format!("-z {d}s -c {c} -q {r} --no-tui"),
     };
-    let args = args.split_whitespace().map(String::from);
+    // GEN_BENCH_ARGS adds flags to gen's runs, e.g. "--resolution 1ms" to compare at the
+    // timer granularity h2load's libev loop has.
+    let extra = match tool {
+        Tool::Gen => std::env::var("GEN_BENCH_ARGS").unwrap_or_default(),
+        _ => String::new(),
+    };
+    let args = args
+        .split_whitespace()
+        .chain(extra.split_whitespace())
+        .map(String::from)
+        .collect::<Vec<_>>();
     std::iter::once(bin.display().to_string())
         .chain(args)
         .chain([url.to_string()])

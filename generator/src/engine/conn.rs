@@ -34,6 +34,10 @@ pub enum Phase {
     Draining,
 }
 
+/// Room for one `SCM_TIMESTAMPNS` control message (a 16-byte header and a timespec),
+/// with slack; u64s for the alignment `cmsghdr` needs.
+const CMSG_WORDS: usize = 8;
+
 /// Timing of the request in flight, in nanoseconds from the run's start.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InFlight {
@@ -41,6 +45,8 @@ pub struct InFlight {
     pub sent: u64,
     /// 0 until the first byte of the response arrives.
     pub first_byte: u64,
+    /// When the last byte arrived (set when the response completes).
+    pub done: u64,
     pub bytes: u64,
 }
 
@@ -78,6 +84,13 @@ pub struct Conn {
     head: usize,
     tail: usize,
     parser: ResponseParser,
+    /// The receive is a `recvmsg` so the kernel can attach the time the data arrived
+    /// (SO_TIMESTAMPNS): the loop then need not wake up for every response to time it.
+    /// These point into `rx` and `cmsg`; a `Conn` never moves while a receive is armed
+    /// (the slots live in a vector that is never resized).
+    msg: libc::msghdr,
+    iov: libc::iovec,
+    cmsg: [u64; CMSG_WORDS],
 }
 
 impl Default for Conn {
@@ -103,6 +116,13 @@ impl Conn {
             head: 0,
             tail: 0,
             parser: ResponseParser::new(),
+            // SAFETY: msghdr and iovec are plain C structs; all-zero is a valid empty value.
+            msg: unsafe { std::mem::zeroed() },
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            cmsg: [0; CMSG_WORDS],
         }
     }
 
@@ -130,6 +150,7 @@ impl Conn {
             intended,
             sent: now,
             first_byte: 0,
+            done: 0,
             bytes: 0,
         };
         self.tx_off = 0;
@@ -144,6 +165,56 @@ impl Conn {
         }
         self.tx_off += res as usize;
         Ok(self.tx_off < total)
+    }
+
+    /// The `msghdr` for the next receive: the free part of the receive buffer and a
+    /// cleared control buffer for the arrival timestamp. Same contract as [`Self::rx_space`].
+    pub fn rx_msg(&mut self) -> *mut libc::msghdr {
+        let (ptr, len) = self.rx_space();
+        self.iov = libc::iovec {
+            iov_base: ptr.cast(),
+            iov_len: len,
+        };
+        self.cmsg = [0; CMSG_WORDS];
+        self.msg.msg_name = std::ptr::null_mut();
+        self.msg.msg_namelen = 0;
+        self.msg.msg_iov = &mut self.iov;
+        self.msg.msg_iovlen = 1;
+        self.msg.msg_control = self.cmsg.as_mut_ptr().cast();
+        self.msg.msg_controllen = std::mem::size_of_val(&self.cmsg);
+        self.msg.msg_flags = 0;
+        &mut self.msg
+    }
+
+    /// The kernel's receive time (CLOCK_REALTIME, ns) of the data the last receive
+    /// returned, when the socket has SO_TIMESTAMPNS on and the kernel supplied one.
+    pub fn rx_timestamp(&self) -> Option<i128> {
+        let len = self
+            .msg
+            .msg_controllen
+            .min(std::mem::size_of_val(&self.cmsg));
+        let base = self.cmsg.as_ptr().cast::<u8>();
+        let mut off = 0usize;
+        let hdr = std::mem::size_of::<libc::cmsghdr>();
+        while off + hdr <= len {
+            // SAFETY: `off + hdr <= len <= size_of(cmsg)`; read_unaligned copes with layout.
+            let h: libc::cmsghdr = unsafe { std::ptr::read_unaligned(base.add(off).cast()) };
+            let clen = h.cmsg_len;
+            if clen < hdr || off + clen > len {
+                return None;
+            }
+            if h.cmsg_level == libc::SOL_SOCKET
+                && h.cmsg_type == libc::SO_TIMESTAMPNS
+                && clen >= hdr + std::mem::size_of::<libc::timespec>()
+            {
+                // SAFETY: the data follows the header and fits (checked above).
+                let ts: libc::timespec =
+                    unsafe { std::ptr::read_unaligned(base.add(off + hdr).cast()) };
+                return Some(ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128);
+            }
+            off += (clen + 7) & !7;
+        }
+        None
     }
 
     /// Where the next receive should write. Compacts or grows the buffer only while no
@@ -170,7 +241,8 @@ impl Conn {
         (unsafe { self.rx.as_mut_ptr().add(self.tail) }, len)
     }
 
-    /// A receive completed at `now`.
+    /// A receive completed; `now` is when its data arrived (the kernel's timestamp when
+    /// there is one, else when the completion was reaped).
     pub fn on_recv(&mut self, res: i32, now: u64) -> RecvOutcome {
         self.recv_armed = false;
         if res < 0 {
@@ -185,7 +257,10 @@ impl Conn {
         }
         if res == 0 {
             return match self.parser.eof() {
-                Ok(Some(done)) => RecvOutcome::Complete { done, clean: false },
+                Ok(Some(done)) => {
+                    self.req.done = now;
+                    RecvOutcome::Complete { done, clean: false }
+                }
                 _ => RecvOutcome::Fail(ErrorKind::Closed),
             };
         }
@@ -201,6 +276,7 @@ impl Conn {
                 Ok(feed) => {
                     self.head += feed.consumed;
                     if let Some(done) = feed.done {
+                        self.req.done = now;
                         // Bytes after the response: nobody asked for them (one request in
                         // flight per connection), so the connection is not trusted further.
                         let clean = done.keep_alive && self.head == self.tail;

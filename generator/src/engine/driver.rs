@@ -40,6 +40,19 @@ pub struct Completion {
     pub res: i32,
 }
 
+/// When [`Driver::wait`] may return before its timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Only at the timeout: completions wait to be reaped then (they are timed by the
+    /// kernel, so reaping later costs no accuracy, and the thread sleeps less often).
+    Deadline,
+    /// At the first completion.
+    FirstCompletion,
+    /// At the first completion after `min_wait_us`, so completions arriving close together
+    /// are reaped in one wake-up (falls back to `FirstCompletion` where unsupported).
+    Batch { min_wait_us: u32 },
+}
+
 /// An I/O backend. Every queued operation produces exactly one [`Completion`]; at most one
 /// operation of each kind is outstanding per connection, so `(conn, op)` identifies it.
 pub trait Driver {
@@ -58,19 +71,21 @@ pub trait Driver {
     /// The memory must stay valid and unmodified until the completion arrives.
     unsafe fn send(&mut self, conn: u32, fd: RawFd, buf: *const u8, len: usize);
 
-    /// Queue a receive into `len` bytes at `buf`.
+    /// Queue a `recvmsg` with `msg` (one iovec, and a control buffer for the kernel's
+    /// receive timestamp).
     ///
     /// # Safety
-    /// The memory must stay valid and otherwise untouched until the completion arrives.
-    unsafe fn recv(&mut self, conn: u32, fd: RawFd, buf: *mut u8, len: usize);
+    /// `msg` and the memory it points to must stay valid and otherwise untouched until the
+    /// completion arrives.
+    unsafe fn recv(&mut self, conn: u32, fd: RawFd, msg: *mut libc::msghdr);
 
     /// Cancel every operation outstanding on `fd`; each still completes (with `-ECANCELED`),
     /// and the cancel itself completes as [`Op::Cancel`].
     fn cancel(&mut self, conn: u32, fd: RawFd);
 
-    /// Submit what is queued and wait up to `timeout_ns` for at least one completion;
-    /// appends completions to `out` (which keeps its capacity: no allocation per call).
-    fn wait(&mut self, timeout_ns: u64, out: &mut Vec<Completion>) -> io::Result<()>;
+    /// Submit what is queued and wait up to `timeout_ns`, returning earlier as `wake`
+    /// allows. Appends completions to `out` (which keeps its capacity: no allocation).
+    fn wait(&mut self, timeout_ns: u64, wake: Wake, out: &mut Vec<Completion>) -> io::Result<()>;
 }
 
 /// `user_data` layout shared by drivers: connection slot in the high bits, op in the low 2.

@@ -11,10 +11,15 @@ use std::os::fd::RawFd;
 use io_uring::{opcode, squeue, types, IoUring};
 use socket2::SockAddr;
 
-use super::driver::{decode, user_data, Completion, Driver, Op};
+use super::driver::{decode, user_data, Completion, Driver, Op, Wake};
 
 pub struct Uring {
     ring: IoUring,
+    /// More completions than can ever be outstanding: waiting for this many means
+    /// "sleep until the timeout".
+    never: usize,
+    /// The kernel supports a minimum wait before returning with fewer completions (6.12+).
+    min_wait: bool,
 }
 
 impl Uring {
@@ -28,7 +33,12 @@ impl Uring {
             .setup_defer_taskrun()
             .setup_cqsize(cq)
             .build(sq)?;
-        Ok(Uring { ring })
+        let min_wait = ring.params().is_feature_min_timeout();
+        Ok(Uring {
+            ring,
+            never: cq as usize + 1,
+            min_wait,
+        })
     }
 
     #[inline]
@@ -73,8 +83,8 @@ impl Driver for Uring {
         self.push(sqe);
     }
 
-    unsafe fn recv(&mut self, conn: u32, fd: RawFd, buf: *mut u8, len: usize) {
-        let sqe = opcode::Recv::new(types::Fd(fd), buf, len.min(u32::MAX as usize) as u32)
+    unsafe fn recv(&mut self, conn: u32, fd: RawFd, msg: *mut libc::msghdr) {
+        let sqe = opcode::RecvMsg::new(types::Fd(fd), msg)
             .build()
             .user_data(user_data(conn, Op::Recv));
         self.push(sqe);
@@ -87,12 +97,24 @@ impl Driver for Uring {
         self.push(sqe);
     }
 
-    fn wait(&mut self, timeout_ns: u64, out: &mut Vec<Completion>) -> io::Result<()> {
+    fn wait(&mut self, timeout_ns: u64, wake: Wake, out: &mut Vec<Completion>) -> io::Result<()> {
+        // With DEFER_TASKRUN the kernel wakes a waiter only once `want` completions are
+        // ready, so a large `want` really sleeps until the timeout (or the minimum wait).
+        let (want, min_wait_us) = match wake {
+            _ if timeout_ns == 0 => (1, 0),
+            Wake::Deadline => (self.never, 0),
+            Wake::Batch { min_wait_us } if self.min_wait && min_wait_us > 0 => {
+                (self.never, min_wait_us)
+            }
+            Wake::Batch { .. } | Wake::FirstCompletion => (1, 0),
+        };
         let ts = types::Timespec::new()
             .sec(timeout_ns / 1_000_000_000)
             .nsec((timeout_ns % 1_000_000_000) as u32);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
+        let args = types::SubmitArgs::new()
+            .min_wait_usec(min_wait_us)
+            .timespec(&ts);
+        match self.ring.submitter().submit_with_args(want, &args) {
             Ok(_) => {}
             Err(e) => match e.raw_os_error() {
                 Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => {}

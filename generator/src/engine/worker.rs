@@ -7,14 +7,14 @@
 //! ready list, the reconnect queue and the completion batch are all sized at start.
 
 use std::collections::VecDeque;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::conn::{Conn, Phase, RecvOutcome};
-use super::driver::{Completion, Driver, Op};
+use super::driver::{Completion, Driver, Op, Wake};
 use crate::measure::{ErrorKind, Recorder, Snapshot};
 use crate::plan::{Load, Plan};
 
@@ -78,6 +78,9 @@ pub struct Worker<'a, D: Driver> {
     quota: u64,
     last_ns: u64,
     last_sent_ns: u64,
+    /// CLOCK_REALTIME minus our clock, to read the kernel's receive timestamps;
+    /// refreshed every second so a slewing wall clock cannot drift far.
+    real_offset: i128,
 }
 
 impl<'a, D: Driver> Worker<'a, D> {
@@ -98,6 +101,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             quota: sh.plan.quota(id, sh.threads),
             last_ns: 0,
             last_sent_ns: 0,
+            real_offset: 0,
         }
     }
 
@@ -110,9 +114,21 @@ impl<'a, D: Driver> Worker<'a, D> {
         self.origin.elapsed().as_nanos() as u64
     }
 
+    fn refresh_clock(&mut self) {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime fills a plain struct.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        let real = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
+        self.real_offset = real - self.now() as i128;
+    }
+
     /// Open every connection before the clock starts; returns how many succeeded.
     /// Connect times are recorded; failures are counted and retried during the run.
     pub fn connect_all(&mut self) -> std::io::Result<usize> {
+        self.refresh_clock();
         let deadline = self.now() + self.sh.timeout_ns;
         self.reconnect(self.now());
         while self.conns.iter().any(|c| c.phase == Phase::Connecting) {
@@ -122,6 +138,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             }
             self.driver.wait(
                 deadline.saturating_sub(now).min(SCAN_NS),
+                Wake::FirstCompletion,
                 &mut self.completions,
             )?;
             self.complete_batch();
@@ -137,6 +154,7 @@ impl<'a, D: Driver> Worker<'a, D> {
     pub fn run(mut self, start: Instant, tx: &Sender<Interval>) -> std::io::Result<WorkerEnd> {
         let connected_at_start = self.ready.len();
         self.origin = start;
+        self.refresh_clock();
         for c in &mut self.conns {
             c.since = 0;
         }
@@ -178,6 +196,7 @@ impl<'a, D: Driver> Worker<'a, D> {
                 next_scan = now + SCAN_NS;
             }
             if now >= next_tick {
+                self.refresh_clock();
                 self.flush(tx, index);
                 index += 1;
                 next_tick += SEC;
@@ -206,7 +225,18 @@ impl<'a, D: Driver> Worker<'a, D> {
                 wake = wake.min(self.conns[i as usize].since);
             }
             let timeout = wake.saturating_sub(self.now());
-            self.driver.wait(timeout, &mut self.completions)?;
+            // Responses are timed by the kernel (SO_TIMESTAMPNS), so the loop need not wake
+            // per response: the open model sleeps until its next deadline unless a request
+            // waits for a connection; the closed model lets completions collect for the
+            // pacing resolution before waking.
+            let wake = if open && self.queue.is_empty() && !schedule_over {
+                Wake::Deadline
+            } else {
+                Wake::Batch {
+                    min_wait_us: (self.sh.resolution_ns / 1000) as u32,
+                }
+            };
+            self.driver.wait(timeout, wake, &mut self.completions)?;
             self.complete_batch();
         }
         let closed = self.shutdown();
@@ -278,12 +308,13 @@ impl<'a, D: Driver> Worker<'a, D> {
 
     fn arm_recv(&mut self, i: u32) {
         let c = &mut self.conns[i as usize];
-        let (ptr, len) = c.rx_space();
+        let msg = c.rx_msg();
         c.recv_armed = true;
         c.pending += 1;
-        // SAFETY: the receive buffer is owned by the connection slot, which is never dropped or
-        // resized while a receive is armed (rx_space is only called with none outstanding).
-        unsafe { self.driver.recv(i, c.fd, ptr, len) };
+        // SAFETY: the message, receive buffer and control buffer belong to the connection
+        // slot, which is never moved, dropped or resized while a receive is armed (rx_msg is
+        // only called with none outstanding).
+        unsafe { self.driver.recv(i, c.fd, msg) };
     }
 
     /// Open sockets for the connections whose retry time has come.
@@ -412,7 +443,7 @@ impl<'a, D: Driver> Worker<'a, D> {
                     }
                 }
             }
-            Op::Recv => match c.on_recv(cq.res, now) {
+            Op::Recv => match c.on_recv(cq.res, arrival(c, self.real_offset, now)) {
                 RecvOutcome::More => self.arm_recv(i),
                 RecvOutcome::Complete { done, clean } => {
                     let r = c.req;
@@ -424,7 +455,7 @@ impl<'a, D: Driver> Worker<'a, D> {
                             r.intended,
                             r.sent,
                             r.first_byte,
-                            now,
+                            r.done,
                             done.status,
                             r.bytes,
                         );
@@ -520,7 +551,8 @@ impl<'a, D: Driver> Worker<'a, D> {
         }
         let deadline = self.now() + SEC;
         while self.conns.iter().any(|c| c.pending > 0) && self.now() < deadline {
-            self.driver.wait(SCAN_NS, &mut self.completions)?;
+            self.driver
+                .wait(SCAN_NS, Wake::FirstCompletion, &mut self.completions)?;
             for cq in self.completions.drain(..) {
                 let c = &mut self.conns[cq.conn as usize];
                 c.pending = c.pending.saturating_sub(1);
@@ -537,8 +569,22 @@ impl<'a, D: Driver> Worker<'a, D> {
     }
 }
 
+/// When the data of a receive arrived, on our clock: the kernel's timestamp when it gave
+/// one, bounded by the send and by `reaped` (clock steps cannot produce nonsense), else the
+/// time the completion was reaped.
+#[inline]
+fn arrival(c: &Conn, real_offset: i128, reaped: u64) -> u64 {
+    if c.phase != Phase::Busy {
+        return reaped;
+    }
+    match c.rx_timestamp() {
+        Some(real) => (real - real_offset).clamp(c.req.sent as i128, reaped as i128) as u64,
+        None => reaped,
+    }
+}
+
 /// A non-blocking TCP socket with Nagle off (requests are written whole; Nagle would hold
-/// back a partial last segment).
+/// back a partial last segment) and kernel receive timestamps on.
 fn open_socket(addr: &SockAddr) -> std::io::Result<i32> {
     let s = Socket::new(
         Domain::from(i32::from(addr.family())),
@@ -546,5 +592,17 @@ fn open_socket(addr: &SockAddr) -> std::io::Result<i32> {
         Some(Protocol::TCP),
     )?;
     s.set_tcp_nodelay(true)?;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a pointer to a live c_int and its size. Failure only costs
+    // precision (responses are then timed when reaped), so it is not an error.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
     Ok(s.into_raw_fd())
 }
