@@ -410,6 +410,61 @@ mod tests {
         assert_eq!(c.on_send(-libc::EPIPE, 25), Err(ErrorKind::Reset));
     }
 
+    /// The receive path the drivers use: recvmsg with the slot's msghdr on a socket with
+    /// SO_TIMESTAMPNS yields the kernel's arrival time, which precedes our read.
+    #[test]
+    fn recvmsg_carries_the_kernel_arrival_time() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt with a live c_int.
+        let rc = unsafe {
+            libc::setsockopt(
+                client.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        // The kernel switches receive timestamping on through a deferred work item the
+        // first time any socket asks; give it time before the data arrives.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut c = ready();
+        c.begin(0, 0, false);
+        let msg = c.rx_msg();
+        // SAFETY: msg points into `c`, which outlives the call.
+        let n = unsafe { libc::recvmsg(client.as_raw_fd(), msg, 0) };
+        assert!(n > 0);
+        let read_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i128;
+        let arrived = c.rx_timestamp().expect("kernel timestamp");
+        let age_ms = (read_at - arrived) as f64 / 1e6;
+        assert!(
+            (15.0..2000.0).contains(&age_ms),
+            "arrived {age_ms} ms before the read"
+        );
+        assert!(matches!(
+            c.on_recv(n as i32, 7),
+            RecvOutcome::Complete { .. }
+        ));
+        assert_eq!(c.req.done, 7);
+        // Without the option there is no timestamp, and nothing is made up.
+        let mut c = ready();
+        let _ = c.rx_msg();
+        assert_eq!(c.rx_timestamp(), None);
+    }
+
     #[test]
     fn big_header_block_grows_buffer_then_fails_cleanly() {
         let mut c = ready();

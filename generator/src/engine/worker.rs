@@ -81,6 +81,10 @@ pub struct Worker<'a, D: Driver> {
     /// CLOCK_REALTIME minus our clock, to read the kernel's receive timestamps;
     /// refreshed every second so a slewing wall clock cannot drift far.
     real_offset: i128,
+    /// Receives that came without a kernel timestamp. A few are normal (the kernel turns
+    /// timestamping on asynchronously); past a handful the loop stops relying on them and
+    /// wakes for every completion instead.
+    untimed: u32,
 }
 
 impl<'a, D: Driver> Worker<'a, D> {
@@ -102,6 +106,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             last_ns: 0,
             last_sent_ns: 0,
             real_offset: 0,
+            untimed: 0,
         }
     }
 
@@ -229,7 +234,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             // per response: the open model sleeps until its next deadline unless a request
             // waits for a connection; the closed model lets completions collect for the
             // pacing resolution before waking.
-            let wake = if open && self.queue.is_empty() && !schedule_over {
+            let wake = if open && self.queue.is_empty() && !schedule_over && self.untimed < 64 {
                 Wake::Deadline
             } else {
                 Wake::Batch {
@@ -443,35 +448,40 @@ impl<'a, D: Driver> Worker<'a, D> {
                     }
                 }
             }
-            Op::Recv => match c.on_recv(cq.res, arrival(c, self.real_offset, now)) {
-                RecvOutcome::More => self.arm_recv(i),
-                RecvOutcome::Complete { done, clean } => {
-                    let r = c.req;
-                    c.phase = Phase::Ready;
-                    self.busy -= 1;
-                    self.last_ns = now;
-                    if r.intended >= warm {
-                        self.rec.record_response(
-                            r.intended,
-                            r.sent,
-                            r.first_byte,
-                            r.done,
-                            done.status,
-                            r.bytes,
-                        );
-                    }
-                    if clean {
-                        if !c.send_inflight {
-                            self.arm_recv(i);
-                            self.ready.push(i);
+            Op::Recv => {
+                match c.on_recv(
+                    cq.res,
+                    arrival(c, cq.res, self.real_offset, now, &mut self.untimed),
+                ) {
+                    RecvOutcome::More => self.arm_recv(i),
+                    RecvOutcome::Complete { done, clean } => {
+                        let r = c.req;
+                        c.phase = Phase::Ready;
+                        self.busy -= 1;
+                        self.last_ns = now;
+                        if r.intended >= warm {
+                            self.rec.record_response(
+                                r.intended,
+                                r.sent,
+                                r.first_byte,
+                                r.done,
+                                done.status,
+                                r.bytes,
+                            );
                         }
-                    } else {
-                        self.close(i, now, false);
+                        if clean {
+                            if !c.send_inflight {
+                                self.arm_recv(i);
+                                self.ready.push(i);
+                            }
+                        } else {
+                            self.close(i, now, false);
+                        }
                     }
+                    RecvOutcome::Fail(kind) => self.fail(i, kind),
+                    RecvOutcome::IdleClosed => self.close(i, now, false),
                 }
-                RecvOutcome::Fail(kind) => self.fail(i, kind),
-                RecvOutcome::IdleClosed => self.close(i, now, false),
-            },
+            }
         }
     }
 
@@ -573,13 +583,16 @@ impl<'a, D: Driver> Worker<'a, D> {
 /// one, bounded by the send and by `reaped` (clock steps cannot produce nonsense), else the
 /// time the completion was reaped.
 #[inline]
-fn arrival(c: &Conn, real_offset: i128, reaped: u64) -> u64 {
-    if c.phase != Phase::Busy {
+fn arrival(c: &Conn, res: i32, real_offset: i128, reaped: u64, untimed: &mut u32) -> u64 {
+    if c.phase != Phase::Busy || res <= 0 {
         return reaped;
     }
     match c.rx_timestamp() {
         Some(real) => (real - real_offset).clamp(c.req.sent as i128, reaped as i128) as u64,
-        None => reaped,
+        None => {
+            *untimed = untimed.saturating_add(1);
+            reaped
+        }
     }
 }
 
