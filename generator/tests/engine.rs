@@ -267,3 +267,67 @@ fn live_progress_line_only_on_a_terminal() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&piped.stderr).contains("req/s"));
 }
+
+/// A server that closes every connection after 5 requests (nginx `keepalive_requests 5`
+/// sends `Connection: close` on the 5th): gen reopens connections and loses nothing.
+#[test]
+fn connections_closed_by_the_server_are_reopened() {
+    let Some(nginx) = Nginx::start("keepalive_requests 5;") else {
+        return;
+    };
+    let url = format!("http://{}/", nginx.addr);
+    let r = gen_json(&["-c", "4", "-n", "2000", &url]);
+    assert_eq!(count(&r, "successful"), 2000);
+    assert_eq!(count(&r, "errors"), 0);
+    let r = gen_json(&[
+        "--rate",
+        "1000",
+        "--duration",
+        "1s",
+        "-c",
+        "4",
+        "--threads",
+        "1",
+        &url,
+    ]);
+    assert_eq!(count(&r, "successful"), 1000);
+    assert_eq!(count(&r, "errors") + count(&r, "dropped"), 0);
+    // Every connection served 5 requests: about 400 connects, each timed.
+    assert!(r["latency"]["connect_time"]["count"].as_u64().unwrap() >= 190);
+}
+
+/// When no connection is free the request waits in a bounded queue; past the bound it is
+/// dropped and counted. Every scheduled request is accounted for.
+#[test]
+fn queue_overflow_is_counted_as_dropped() {
+    let app = Webapp::start(&[]);
+    let addr = app.addr.clone();
+    let stall = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        request(&addr, "POST", "/_admin/stall?ms=800");
+    });
+    let r = gen_json(&[
+        "--rate",
+        "1000",
+        "--duration",
+        "2s",
+        "-c",
+        "2",
+        "--threads",
+        "1",
+        "--max-queue",
+        "100",
+        &app.url("/"),
+    ]);
+    stall.join().unwrap();
+    let dropped = count(&r, "dropped");
+    assert!(dropped > 500, "dropped {dropped}");
+    assert_eq!(
+        count(&r, "successful") + count(&r, "errors") + dropped,
+        2000
+    );
+    assert!(
+        r["generator_bound"].as_bool().unwrap(),
+        "drops flag the run"
+    );
+}

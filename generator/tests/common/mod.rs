@@ -141,3 +141,71 @@ pub fn count(r: &serde_json::Value, key: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("counts.{key} missing"))
 }
+
+/// An nginx (`return 200`) on an ephemeral 127.0.0.1 port with the given extra `http`-level
+/// directives, from a config in a fresh temp directory; stopped by PID on drop. `None` (with
+/// the reason printed) where nginx is not installed: `cargo xtask ci` installs it.
+pub struct Nginx {
+    child: Child,
+    pub addr: String,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    pub fn start(http_directives: &str) -> Option<Nginx> {
+        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists());
+        let Some(bin) = bin else {
+            eprintln!("skipping: nginx is not installed (cargo xtask ci installs nginx-light)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("gen-nginx-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let conf = format!(
+            "worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d};\n\
+             fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+             {http_directives}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new(bin)
+            .args([
+                "-p",
+                &d.to_string(),
+                "-c",
+                "nginx.conf",
+                "-e",
+                "error.log",
+                "-g",
+                "daemon off;",
+            ])
+            .spawn()
+            .expect("starting nginx");
+        let addr = format!("127.0.0.1:{port}");
+        for _ in 0..100 {
+            if TcpStream::connect(&addr).is_ok() {
+                return Some(Nginx { child, addr, dir });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nginx did not start on {addr}");
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
