@@ -178,7 +178,7 @@ impl Nginx {
              server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\\n\"; }} }} }}\n"
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .args([
                 "-p",
                 &d.to_string(),
@@ -198,6 +198,8 @@ impl Nginx {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("nginx did not start on {addr}");
     }
 }
