@@ -222,14 +222,14 @@ impl<'a, D: Driver> Worker<'a, D> {
                     break;
                 }
             }
-            let mut wake = next_tick.min(next_scan);
+            let mut deadline = next_tick.min(next_scan);
             if let Some(due) = next_due {
-                wake = wake.min(due.max(last_release + self.sh.resolution_ns));
+                deadline = deadline.min(due.max(last_release + self.sh.resolution_ns));
             }
             if let Some(&i) = self.down.front() {
-                wake = wake.min(self.conns[i as usize].since);
+                deadline = deadline.min(self.conns[i as usize].since);
             }
-            let timeout = wake.saturating_sub(self.now());
+            let timeout = deadline.saturating_sub(self.now());
             // Responses are timed by the kernel (SO_TIMESTAMPNS), so the loop need not wake
             // per response: the open model sleeps until its next deadline unless a request
             // waits for a connection; the closed model lets completions collect for the
