@@ -23,6 +23,8 @@ const SEC: u64 = 1_000_000_000;
 const SCAN_NS: u64 = 10_000_000;
 const BACKOFF_MIN: u64 = 10_000_000;
 const BACKOFF_MAX: u64 = SEC;
+/// Bound on how early a due wake-up is requested (and so on the CPU spun per wake-up).
+const MAX_EARLY_NS: u64 = 200_000;
 
 /// One second's (or the final partial second's) figures from one thread.
 pub struct Interval {
@@ -176,6 +178,10 @@ impl<'a, D: Driver> Worker<'a, D> {
         // When the last wake-up released due requests; the next one waits at least
         // `resolution_ns` after it, so at high rates one wake-up sends a batch.
         let mut last_release = 0u64;
+        // How late timed wake-ups return (EWMA, ns): a sleeping vCPU takes tens of µs to
+        // run again. Long sleeps until a due request end this much early and the rest is
+        // spun through with non-blocking polls, so requests leave on time.
+        let mut oversleep = 0u64;
 
         loop {
             let now = self.now();
@@ -223,13 +229,27 @@ impl<'a, D: Driver> Worker<'a, D> {
                 }
             }
             let mut deadline = next_tick.min(next_scan);
+            let mut due_wake = false;
             if let Some(due) = next_due {
-                deadline = deadline.min(due.max(last_release + self.sh.resolution_ns));
+                let release_at = due.max(last_release + self.sh.resolution_ns);
+                if release_at < deadline {
+                    deadline = release_at;
+                    due_wake = true;
+                }
             }
             if let Some(&i) = self.down.front() {
                 deadline = deadline.min(self.conns[i as usize].since);
             }
-            let timeout = deadline.saturating_sub(self.now());
+            let before = self.now();
+            // Waking early costs a spin of about the wake-up jitter; only worth it when the
+            // sleep is long next to it (at high rates the loop is awake anyway, and spinning
+            // through every short gap would burn the core).
+            let wake_at = if due_wake && deadline.saturating_sub(before) >= 2 * oversleep {
+                deadline.saturating_sub(oversleep)
+            } else {
+                deadline
+            };
+            let timeout = wake_at.saturating_sub(before);
             // Responses are timed by the kernel (SO_TIMESTAMPNS), so the loop need not wake
             // per response: the open model sleeps until its next deadline unless a request
             // waits for a connection; the closed model lets completions collect for the
@@ -242,6 +262,13 @@ impl<'a, D: Driver> Worker<'a, D> {
                 }
             };
             self.driver.wait(timeout, wake, &mut self.completions)?;
+            if due_wake && timeout > 0 {
+                let now = self.now();
+                // Learn only from waits the timer ended.
+                if now >= wake_at && (wake == Wake::Deadline || self.completions.is_empty()) {
+                    oversleep = (oversleep * 7 + (now - wake_at).min(MAX_EARLY_NS)) / 8;
+                }
+            }
             self.complete_batch();
         }
         let closed = self.shutdown();
