@@ -143,7 +143,9 @@ pub fn count(r: &serde_json::Value, key: &str) -> u64 {
 }
 
 /// An nginx (`return 200`) on an ephemeral 127.0.0.1 port with the given extra `http`-level
-/// directives, from a config in a fresh temp directory; stopped by PID on drop. `None` (with
+/// directives. It runs as a single process (`master_process off`), so killing its PID leaves
+/// no orphaned worker behind;
+/// from a config in a fresh temp directory; stopped by PID on drop. `None` (with
 /// the reason printed) where nginx is not installed: `cargo xtask ci` installs it.
 pub struct Nginx {
     child: Child,
@@ -170,7 +172,7 @@ impl Nginx {
         std::fs::create_dir_all(&dir).unwrap();
         let d = dir.display();
         let conf = format!(
-            "worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+            "master_process off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
              events {{ worker_connections 1024; }}\n\
              http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d};\n\
              fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
