@@ -9,12 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::config::RunConfig;
-use crate::export::{progress_line, Report};
-
-/// Exit codes, documented in README and docs/report.md.
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_RUN_FAILED: i32 = 1;
-pub const EXIT_BAD_INPUT: i32 = 2;
+use crate::export::{progress_line, Report, EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED};
 
 /// gen: an accurate, open-loop HTTP load generator.
 ///

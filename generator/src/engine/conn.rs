@@ -220,7 +220,7 @@ impl Conn {
     /// Where the next receive should write. Compacts or grows the buffer only while no
     /// receive is outstanding (the caller's contract), so the kernel never writes to freed
     /// or moved memory.
-    pub fn rx_space(&mut self) -> (*mut u8, usize) {
+    fn rx_space(&mut self) -> (*mut u8, usize) {
         if self.head == self.tail {
             self.head = 0;
             self.tail = 0;

@@ -28,7 +28,6 @@ const MAX_EARLY_NS: u64 = 200_000;
 
 /// One second's (or the final partial second's) figures from one thread.
 pub struct Interval {
-    pub thread: usize,
     /// Index of the second since the end of warm-up.
     pub index: u64,
     pub snapshot: Snapshot,
@@ -60,7 +59,6 @@ pub struct WorkerEnd {
 }
 
 pub struct Worker<'a, D: Driver> {
-    id: usize,
     sh: &'a Shared<'a>,
     driver: D,
     conns: Vec<Conn>,
@@ -92,7 +90,6 @@ pub struct Worker<'a, D: Driver> {
 impl<'a, D: Driver> Worker<'a, D> {
     pub fn new(id: usize, sh: &'a Shared<'a>, driver: D, conns: usize) -> Self {
         Worker {
-            id,
             sh,
             driver,
             conns: (0..conns).map(|_| Conn::new()).collect(),
@@ -284,11 +281,7 @@ impl<'a, D: Driver> Worker<'a, D> {
     fn flush(&mut self, tx: &Sender<Interval>, index: u64) {
         let snapshot = self.rec.take_snapshot();
         // The receiver only goes away if the main thread died; nothing left to report to.
-        let _ = tx.send(Interval {
-            thread: self.id,
-            index,
-            snapshot,
-        });
+        let _ = tx.send(Interval { index, snapshot });
     }
 
     /// A request is due: queue it, or count it as dropped when the queue is full.

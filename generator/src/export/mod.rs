@@ -17,6 +17,8 @@ pub use text::{fmt_bytes, fmt_duration_us};
 pub const EXIT_OK: i32 = 0;
 /// Exit code: requests were attempted but not one got a successful (< 400) response.
 pub const EXIT_RUN_FAILED: i32 = 1;
+/// Exit code: bad input (flags, URL, files); nothing was run.
+pub const EXIT_BAD_INPUT: i32 = 2;
 
 /// Generator-bound rule: schedule lag p99 above this (µs) means requests left late.
 pub const LAG_P99_LIMIT_US: u64 = 1_000;
