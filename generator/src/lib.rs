@@ -6,6 +6,7 @@
 //! histograms, mergeable snapshots) -> `export` (terminal and JSON reports).
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod export;

@@ -1,0 +1,9 @@
+//! The cluster: many `gen worker` processes under one `gen coordinator`.
+//!
+//! - [`wire`]: the JSON messages (heartbeat with interval snapshots, desired state).
+//! - [`state`]: the coordinator's decisions without I/O (liveness, shares, exact merging).
+//!
+//! See `docs/cluster.md` for the protocol and its failure handling.
+
+pub mod state;
+pub mod wire;
