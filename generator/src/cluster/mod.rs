@@ -5,5 +5,9 @@
 //!
 //! See `docs/cluster.md` for the protocol and its failure handling.
 
+pub mod agent;
+pub mod coordinator;
+pub mod http;
 pub mod state;
+pub mod ui;
 pub mod wire;

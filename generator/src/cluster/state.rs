@@ -200,6 +200,17 @@ impl ClusterState {
 
     /// Takes one heartbeat and answers with the worker's desired state.
     pub fn heartbeat(&mut self, hb: Heartbeat, now: Instant) -> Desired {
+        self.heartbeat_with(hb, now, |_, _| {})
+    }
+
+    /// [`Self::heartbeat`], calling `on_merge(endpoint, snapshot)` for every interval merged
+    /// for the first time (the coordinator feeds its `/metrics` with it).
+    pub fn heartbeat_with(
+        &mut self,
+        hb: Heartbeat,
+        now: Instant,
+        mut on_merge: impl FnMut(&str, &Snapshot),
+    ) -> Desired {
         let name = hb.worker.clone();
         let mut membership_changed = false;
         let w = self.workers.entry(name.clone()).or_insert_with(|| {
@@ -246,6 +257,7 @@ impl ClusterState {
             }
             let mut second = Snapshot::empty();
             for (ep, snap) in &iv.endpoints {
+                on_merge(ep, snap);
                 second.merge(snap);
                 match run.totals.get_mut(ep) {
                     Some(t) => t.merge(snap),
