@@ -14,6 +14,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use clap::Parser as _;
+
+use crate::cli::Args;
+use crate::config::RunConfig;
 use crate::export::prometheus::{ClusterFigures, Metrics, CONTENT_TYPE};
 use crate::export::SeriesPoint;
 use crate::measure::Snapshot;
@@ -25,15 +29,65 @@ use super::wire::{share_at, Heartbeat, HEARTBEAT_PATH};
 /// How often liveness and the series are re-evaluated.
 pub const TICK: Duration = Duration::from_millis(250);
 
-/// A run as the API starts it.
+/// A run as the API starts it: the load flags of a single-node run, either as an argument
+/// list (`["--target", "http://...", "--rate", "1000"]`) or as an object of long flag names
+/// (`{"target": "http://...", "rate": 1000, "header": ["a: 1", "b: 2"]}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRequest {
-    /// The load flags passed to every worker.
     pub load: serde_json::Value,
-    /// Total target rate (requests/s), when open-model.
-    pub rate: Option<f64>,
-    /// Run length including warm-up, seconds, when time-bounded.
-    pub length_s: Option<f64>,
+}
+
+/// The load flags as an argument list; an object becomes `--name value` pairs (arrays repeat
+/// the flag, `true` is a bare switch, `false` and `null` are left out).
+pub fn load_argv(load: &serde_json::Value) -> Result<Vec<String>, String> {
+    use serde_json::Value;
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(format!("unsupported flag value {other}")),
+    };
+    match load {
+        Value::Array(items) => items.iter().map(scalar).collect(),
+        Value::Object(map) => {
+            let mut argv = Vec::new();
+            for (k, v) in map {
+                let flag = format!("--{k}");
+                match v {
+                    Value::Bool(true) => argv.push(flag),
+                    Value::Bool(false) | Value::Null => {}
+                    Value::Array(vs) => {
+                        for v in vs {
+                            argv.push(flag.clone());
+                            argv.push(scalar(v)?);
+                        }
+                    }
+                    v => {
+                        argv.push(flag);
+                        argv.push(scalar(v)?);
+                    }
+                }
+            }
+            Ok(argv)
+        }
+        other => Err(format!(
+            "load must be a list of flags or an object, not {other}"
+        )),
+    }
+}
+
+/// Parses and validates load flags exactly as a single-node run would.
+pub fn load_config(argv: &[String]) -> Result<RunConfig, String> {
+    let args = Args::try_parse_from(std::iter::once("gen".to_owned()).chain(argv.iter().cloned()))
+        .map_err(|e| {
+            e.render()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("bad flags")
+                .trim_start_matches("error: ")
+                .to_owned()
+        })?;
+    RunConfig::from_args(&args).map_err(|e| e.to_string())
 }
 
 /// The coordinator: state, metrics and token behind one lock each.
@@ -99,12 +153,21 @@ impl Coordinator {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a run over the live workers; returns its epoch.
-    pub fn start(&self, run: RunRequest) -> u64 {
-        let length = run.length_s.map(Duration::from_secs_f64);
-        self.metrics.set_gauges(run.rate.unwrap_or(0.0), 0, 0);
-        self.state()
-            .start(run.load, run.rate, length, Instant::now(), now_unix_ms())
+    /// Validates the load flags and starts a run over the live workers; returns its epoch,
+    /// or why the flags are bad.
+    pub fn start(&self, run: &RunRequest) -> Result<u64, String> {
+        let argv = load_argv(&run.load)?;
+        let cfg = load_config(&argv)?;
+        let plan = &cfg.plan;
+        self.metrics.set_gauges(plan.rate().unwrap_or(0.0), 0, 0);
+        Ok(self.state().start(
+            serde_json::json!(argv),
+            plan.rate(),
+            plan.warmup,
+            plan.duration.map(|d| d + plan.warmup),
+            Instant::now(),
+            now_unix_ms(),
+        ))
     }
 
     /// Re-evaluates liveness and the series; refreshes the cluster gauges.
@@ -138,14 +201,15 @@ impl Coordinator {
                     .heartbeat_with(hb, Instant::now(), |ep, s| self.metrics.add_interval(ep, s));
                 json(StatusCode::OK, &desired)
             }
-            (&Method::POST, "/api/v1/run") => match serde_json::from_slice::<RunRequest>(&req.body)
-            {
-                Ok(run) => {
-                    let epoch = self.start(run);
-                    json(StatusCode::OK, &serde_json::json!({ "epoch": epoch }))
+            (&Method::POST, "/api/v1/run") => {
+                match serde_json::from_slice::<RunRequest>(&req.body)
+                    .map_err(|e| format!("bad run request: {e}"))
+                    .and_then(|run| self.start(&run))
+                {
+                    Ok(epoch) => json(StatusCode::OK, &serde_json::json!({ "epoch": epoch })),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e),
                 }
-                Err(e) => error(StatusCode::BAD_REQUEST, &format!("bad run request: {e}")),
-            },
+            }
             (&Method::POST, "/api/v1/stop") => {
                 self.state().stop(Instant::now());
                 json(StatusCode::OK, &serde_json::json!({ "stopped": true }))
@@ -190,7 +254,8 @@ impl Coordinator {
         rows
     }
 
-    fn stats_csv(&self) -> String {
+    /// The stats table as CSV (Locust's column order).
+    pub fn stats_csv(&self) -> String {
         let mut out = String::from(
             "Name,Request Count,Failure Count,Median Response Time (us),95% (us),99% (us),Max (us),Average Content Size,Requests/s\n",
         );
@@ -282,4 +347,92 @@ fn point_json(p: &SeriesPoint) -> serde_json::Value {
         "p50_us": p.p50_us,
         "p99_us": p.p99_us,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn load_objects_become_flags() {
+        let argv = load_argv(&json!({
+            "target": "http://127.0.0.1:1/",
+            "rate": 1000,
+            "header": ["a: 1", "b: 2"],
+            "json": true,
+            "quiet": false,
+        }))
+        .unwrap();
+        assert_eq!(
+            argv,
+            [
+                "--target",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "1000",
+                "--header",
+                "a: 1",
+                "--header",
+                "b: 2",
+                "--json"
+            ]
+        );
+        assert_eq!(load_argv(&json!(["-r", "5"])).unwrap(), ["-r", "5"]);
+        assert!(load_argv(&json!("--rate 5")).is_err());
+        assert!(load_argv(&json!({"rate": {"x": 1}})).is_err());
+    }
+
+    fn post(
+        c: &Arc<Coordinator>,
+        path: &str,
+        body: serde_json::Value,
+        token: Option<&str>,
+    ) -> (StatusCode, serde_json::Value) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let resp = rt.block_on(Arc::clone(c).handle(Req {
+            method: Method::POST,
+            path: path.into(),
+            query: String::new(),
+            authorization: token.map(|t| format!("Bearer {t}")),
+            body: serde_json::to_vec(&body).unwrap().into(),
+        }));
+        let status = resp.status();
+        let bytes = rt
+            .block_on(http_body_util::BodyExt::collect(resp.into_body()))
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn api_checks_the_token_and_the_flags_before_ordering_anything() {
+        let c = Coordinator::new(Some("sesame".into()));
+        let run = json!({"load": {"target": "http://127.0.0.1:1/", "rate": 100}});
+        let (s, _) = post(&c, "/api/v1/run", run.clone(), None);
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, _) = post(&c, "/api/v1/run", run.clone(), Some("wrong"));
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(c.state().run.is_none(), "nothing happened");
+        let (s, body) = post(
+            &c,
+            "/api/v1/run",
+            json!({"load": {"target": "http://127.0.0.1:1/", "rate": -3}}),
+            Some("sesame"),
+        );
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().contains("-3"), "{body}");
+        let (s, body) = post(&c, "/api/v1/run", run, Some("sesame"));
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["epoch"], 1);
+        let st = c.state();
+        let r = st.run.as_ref().unwrap();
+        assert_eq!(r.total_rate, Some(100.0));
+        assert_eq!(
+            r.load,
+            json!(["--target", "http://127.0.0.1:1/", "--rate", "100"])
+        );
+    }
 }

@@ -6,6 +6,7 @@
 //! See `docs/cluster.md` for the protocol and its failure handling.
 
 pub mod agent;
+pub mod cmd;
 pub mod coordinator;
 pub mod http;
 pub mod state;

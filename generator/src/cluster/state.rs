@@ -71,6 +71,8 @@ pub struct Run {
     pub load: serde_json::Value,
     /// Total target rate (requests/s) when the load is open-model, for the reports.
     pub total_rate: Option<f64>,
+    /// Warm-up at the start of the run (excluded from every figure).
+    pub warmup: Duration,
     /// Run length including warm-up, when time-bounded.
     pub length: Option<Duration>,
     pub start_unix_ms: u64,
@@ -79,11 +81,13 @@ pub struct Run {
     pub totals: BTreeMap<String, Snapshot>,
     /// Seconds still open: merged snapshot so far and who contributed.
     open: BTreeMap<u64, (Snapshot, BTreeSet<String>)>,
-    /// Closed seconds, reduced; `t_s` is the second's offset from the start instant.
+    /// Closed seconds, reduced; `t_s` is the second's offset from the end of warm-up.
     pub series: Vec<SeriesPoint>,
     /// Notable events at run offsets: workers lost, added, rebalances.
     pub events: Vec<(f64, String)>,
     pub stopped: bool,
+    /// Each worker's CPU seconds when it first reported this run's epoch.
+    cpu_start: BTreeMap<String, f64>,
 }
 
 impl Run {
@@ -94,6 +98,14 @@ impl Run {
         } else {
             -(self.start - now).as_secs_f64()
         }
+    }
+
+    /// CPU seconds the workers spent since they took up this run.
+    pub fn cpu_used_s(&self, workers: &BTreeMap<String, WorkerInfo>) -> f64 {
+        self.cpu_start
+            .iter()
+            .filter_map(|(n, start)| workers.get(n).map(|w| (w.cpu_s - start).max(0.0)))
+            .sum()
     }
 
     /// Everything merged so far over all endpoints.
@@ -159,6 +171,7 @@ impl ClusterState {
         &mut self,
         load: serde_json::Value,
         total_rate: Option<f64>,
+        warmup: Duration,
         length: Option<Duration>,
         now: Instant,
         now_unix_ms: u64,
@@ -168,6 +181,7 @@ impl ClusterState {
             epoch: self.epoch,
             load,
             total_rate,
+            warmup,
             length,
             start_unix_ms: now_unix_ms + START_LEAD.as_millis() as u64,
             start: now + START_LEAD,
@@ -176,6 +190,7 @@ impl ClusterState {
             series: Vec::new(),
             events: Vec::new(),
             stopped: false,
+            cpu_start: BTreeMap::new(),
         };
         for w in self.workers.values_mut() {
             w.shares.clear();
@@ -245,6 +260,11 @@ impl ClusterState {
         w.state = hb.state;
         w.error = hb.error;
 
+        if let Some(run) = self.run.as_mut() {
+            if hb.epoch == run.epoch && !run.cpu_start.contains_key(&name) {
+                run.cpu_start.insert(name.clone(), hb.cpu_s);
+            }
+        }
         let mut acked: BTreeMap<u64, u64> = BTreeMap::new();
         for iv in hb.intervals {
             let e = acked.entry(iv.epoch).or_insert(iv.second);
@@ -328,7 +348,7 @@ impl ClusterState {
             .filter(|n| self.workers.get(*n).is_some_and(|w| !w.shares.is_empty()))
             .collect();
         while let Some((&second, (_, from))) = run.open.first_key_value() {
-            let ended = run.start + Duration::from_secs(second + 1);
+            let ended = run.start + run.warmup + Duration::from_secs(second + 1);
             let all_in = participants.iter().all(|n| from.contains(*n));
             if !(all_in && now >= ended) && now < ended + SECOND_GRACE {
                 break;
@@ -437,7 +457,14 @@ mod tests {
         let mut c = ClusterState::new();
         c.heartbeat(hb("a", 1, 0, vec![]), t0);
         c.heartbeat(hb("b", 3, 0, vec![]), t0);
-        let epoch = c.start(serde_json::json!({"rate": 1000}), Some(1000.0), None, t0, 0);
+        let epoch = c.start(
+            serde_json::json!({"rate": 1000}),
+            Some(1000.0),
+            Duration::ZERO,
+            None,
+            t0,
+            0,
+        );
         let a = c.heartbeat(hb("a", 1, 0, vec![]), t0);
         let b = c.heartbeat(hb("b", 3, 0, vec![]), t0);
         assert_eq!((a.epoch, b.epoch), (epoch, epoch));
@@ -453,7 +480,14 @@ mod tests {
         for n in ["a", "b", "c", "d"] {
             c.heartbeat(hb(n, 1, 0, vec![]), t0);
         }
-        c.start(serde_json::json!({}), Some(400.0), None, t0, 0);
+        c.start(
+            serde_json::json!({}),
+            Some(400.0),
+            Duration::ZERO,
+            None,
+            t0,
+            0,
+        );
         // a, b, c keep beating; d falls silent.
         let mut now = t0;
         for _ in 0..8 {
@@ -487,8 +521,15 @@ mod tests {
         let mut c = ClusterState::new();
         c.heartbeat(hb("a", 1, 0, vec![]), t0);
         c.heartbeat(hb("b", 1, 0, vec![]), t0);
-        let e = c.start(serde_json::json!({}), Some(10.0), None, t0, 0);
-        let start = t0 + START_LEAD;
+        let e = c.start(
+            serde_json::json!({}),
+            Some(10.0),
+            Duration::ZERO,
+            None,
+            t0,
+            0,
+        );
+        let start = t0 + START_LEAD; // no warm-up in these runs
         let ia = interval(e, 0, &[100, 200, 300]);
         let ib = interval(e, 0, &[400]);
         let now = start + Duration::from_millis(1100);
@@ -525,8 +566,8 @@ mod tests {
         let mut c = ClusterState::new();
         c.heartbeat(hb("a", 1, 0, vec![]), t0);
         c.heartbeat(hb("b", 1, 0, vec![]), t0);
-        let e = c.start(serde_json::json!({}), None, None, t0, 0);
-        let start = t0 + START_LEAD;
+        let e = c.start(serde_json::json!({}), None, Duration::ZERO, None, t0, 0);
+        let start = t0 + START_LEAD; // no warm-up in these runs
         let now = start + Duration::from_millis(1200);
         c.heartbeat(hb("a", 1, e, vec![interval(e, 0, &[5])]), now);
         c.heartbeat(hb("b", 1, e, vec![]), now);
@@ -544,7 +585,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = ClusterState::new();
         c.heartbeat(hb("a", 1, 0, vec![]), t0);
-        let e = c.start(serde_json::json!({}), None, None, t0, 0);
+        let e = c.start(serde_json::json!({}), None, Duration::ZERO, None, t0, 0);
         c.stop(t0);
         let d = c.heartbeat(hb("a", 1, e, vec![]), t0);
         assert!(d.order.is_none());

@@ -57,7 +57,7 @@ impl WorkerState {
 pub struct Interval {
     /// Run epoch the interval belongs to.
     pub epoch: u64,
-    /// Index of the second since the run's start instant (warm-up included).
+    /// Index of the measured second: 0 is the first second after warm-up.
     pub second: u64,
     /// Measurements per endpoint (request name); histograms travel as base64 HDR V2.
     pub endpoints: BTreeMap<String, Snapshot>,

@@ -7,6 +7,7 @@
 //! them exactly into the per-second series and the run totals.
 
 pub mod conn;
+pub mod control;
 pub mod driver;
 pub mod uring;
 pub mod worker;
