@@ -155,6 +155,7 @@ impl RunConfig {
                 warmup: a.warmup,
                 duration,
                 requests: a.requests,
+                scale: Vec::new(),
             },
             threads,
             connections,

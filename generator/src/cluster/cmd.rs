@@ -17,8 +17,11 @@ use crate::cli::{parse_duration, Args};
 use crate::config::RunConfig;
 use crate::export::{Cpu, Report, EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED};
 
+use super::agent::{Agent, AgentConfig, Executor as _, PERIOD};
 use super::coordinator::{Coordinator, RunRequest, TICK};
+use super::exec::EngineExecutor;
 use super::http::{bind, serve};
+use crate::export::prometheus::Metrics;
 
 /// `gen coordinator`: holds the desired state, serves the UI, API and `/metrics`.
 #[derive(Parser, Debug, Clone)]
@@ -48,6 +51,27 @@ pub struct CoordinatorArgs {
 
     #[command(flatten)]
     pub load: Args,
+}
+
+/// `gen worker`: runs load under a coordinator's orders.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "gen worker", version, max_term_width = 100)]
+pub struct WorkerArgs {
+    /// The coordinator, HOST:PORT (its --listen address).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub coordinator: String,
+
+    /// Serve this worker's own Prometheus `/metrics` here, e.g. 0.0.0.0:9100.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Shared secret for the coordinator (default: the GEN_TOKEN environment variable).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// Name shown by the coordinator (default: host name and process id).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 /// Coordinator-only flags that take a value, removed before the rest goes to workers.
@@ -196,6 +220,123 @@ pub fn coordinator_main(argv: Vec<String>) -> i32 {
         let _ = ticker.await;
         code
     })
+}
+
+/// Entry of `gen worker ARGS`.
+pub fn worker_main(argv: Vec<String>) -> i32 {
+    let mut full: Vec<OsString> = vec!["gen worker".into()];
+    full.extend(argv.iter().map(OsString::from));
+    let args = match WorkerArgs::try_parse_from(full) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let name = args.name.clone().unwrap_or_else(default_name);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gen: cannot start the worker runtime: {e}");
+            return EXIT_RUN_FAILED;
+        }
+    };
+    rt.block_on(async move {
+        let metrics = Metrics::new();
+        let mut metrics_addr = None;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(listen) = args.listen {
+            let listener = match bind(listen).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("gen: cannot listen on {listen}: {e}");
+                    return EXIT_BAD_INPUT;
+                }
+            };
+            let addr = listener.local_addr().map_or(listen, |a| a);
+            metrics_addr = Some(addr.to_string());
+            let m = metrics.clone();
+            let handler = Arc::new(move |req: super::http::Req| {
+                let m = m.clone();
+                async move {
+                    match req.path.as_str() {
+                        "/metrics" => super::http::respond(
+                            hyper::StatusCode::OK,
+                            crate::export::prometheus::CONTENT_TYPE,
+                            m.encode(),
+                        ),
+                        _ => super::http::error(hyper::StatusCode::NOT_FOUND, "only /metrics here"),
+                    }
+                }
+            });
+            let mut stop = stop_rx.clone();
+            tokio::spawn(serve(listener, handler, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }));
+        }
+        let mut exec = EngineExecutor::new(metrics);
+        let mut agent = Agent::new(
+            AgentConfig {
+                name: name.clone(),
+                coordinator: args.coordinator.clone(),
+                token: token_or_env(args.token.clone()),
+                metrics_addr,
+            },
+            Instant::now(),
+        );
+        eprintln!("gen worker {name}: reporting to {}", args.coordinator);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut tick = tokio::time::interval(PERIOD);
+        let mut last_line = String::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = tokio::signal::ctrl_c() => break,
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => break,
+            }
+            let result = agent.beat(&mut exec, process_cpu_s()).await;
+            // One line per change of situation, not one per second.
+            let line = match &result {
+                Err(e) => format!("coordinator unreachable: {e}"),
+                Ok(()) if agent.orphaned => "coordinator silent: load stopped".to_owned(),
+                Ok(()) => format!("epoch {}", agent.epoch()),
+            };
+            if line != last_line {
+                eprintln!("gen worker {name}: {line}");
+                last_line = line;
+            }
+        }
+        exec.stop();
+        let _ = stop_tx.send(true);
+        EXIT_OK
+    })
+}
+
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// User + system CPU seconds of this process.
+fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage fills a plain struct.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
 }
 
 /// Waits for `n` workers, runs once, prints the merged report; returns the exit code.

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod cmd;
 pub mod coordinator;
+pub mod exec;
 pub mod http;
 pub mod state;
 pub mod ui;
