@@ -389,6 +389,11 @@ async fn headless(
         }
     }
     let report = cluster_report(coord, cfg, started);
+    if let Some(run) = &coord.state().run {
+        for (t, e) in &run.events {
+            eprintln!("gen: {e} at {t:.1}s");
+        }
+    }
     if let Some(path) = csv {
         if let Err(e) = std::fs::write(path, coord.stats_csv()) {
             eprintln!("gen: cannot write {}: {e}", path.display());
