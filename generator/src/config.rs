@@ -110,6 +110,19 @@ impl RunConfig {
         for h in &a.headers {
             spec.headers.push(parse_header_arg(h)?);
         }
+        // Like curl -d: a body without an explicit type is a form, which is what the tutorial's
+        // Flask app (and most form handlers) need in order to parse it at all.
+        if !spec.body.is_empty()
+            && !spec
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            spec.headers.push((
+                "Content-Type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ));
+        }
         let request = spec.encode()?;
         let head_request = spec.is_head();
 
@@ -142,6 +155,7 @@ impl RunConfig {
                 warmup: a.warmup,
                 duration,
                 requests: a.requests,
+                scale: Vec::new(),
             },
             threads,
             connections,
@@ -230,5 +244,24 @@ mod tests {
         let c = cfg(&["-d", "a=1", "http://127.0.0.1/"]).unwrap();
         assert_eq!(c.method, "POST");
         assert!(c.request.ends_with(b"\r\n\r\na=1"));
+        let text = String::from_utf8_lossy(&c.request).into_owned();
+        assert!(
+            text.contains("\r\nContent-Type: application/x-www-form-urlencoded\r\n"),
+            "{text}"
+        );
+        let c = cfg(&[
+            "-d",
+            "{}",
+            "-H",
+            "content-type: application/json",
+            "http://127.0.0.1/",
+        ])
+        .unwrap();
+        let text = String::from_utf8_lossy(&c.request).into_owned();
+        assert!(!text.contains("x-www-form-urlencoded"), "{text}");
+        assert!(
+            !String::from_utf8_lossy(&cfg(&["http://127.0.0.1/"]).unwrap().request)
+                .contains("Content-Type")
+        );
     }
 }

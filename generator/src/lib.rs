@@ -6,6 +6,7 @@
 //! histograms, mergeable snapshots) -> `export` (terminal and JSON reports).
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod export;
@@ -15,5 +16,12 @@ pub mod plan;
 
 /// Entry point of the `gen` binary; returns the process exit code.
 pub fn run() -> i32 {
-    cli::main()
+    let mut argv = std::env::args_os().skip(1);
+    let sub = argv.next();
+    let rest = || argv.map(|a| a.to_string_lossy().into_owned()).collect();
+    match sub.as_ref().and_then(|s| s.to_str()) {
+        Some("coordinator") => cluster::cmd::coordinator_main(rest()),
+        Some("worker") => cluster::cmd::worker_main(rest()),
+        _ => cli::main(),
+    }
 }

@@ -7,6 +7,7 @@
 //! them exactly into the per-second series and the run totals.
 
 pub mod conn;
+pub mod control;
 pub mod driver;
 pub mod uring;
 pub mod worker;
@@ -21,6 +22,7 @@ use thiserror::Error;
 use crate::config::RunConfig;
 use crate::export::{Cpu, SeriesPoint};
 use crate::measure::Snapshot;
+pub use control::Control;
 use uring::Uring;
 use worker::{Interval, Shared, Worker, WorkerEnd};
 
@@ -54,8 +56,15 @@ pub struct Outcome {
 
 /// Run the configured load; `on_second` sees each completed second (index, merged
 /// snapshot) as it arrives, for the live display.
-pub fn run(
+pub fn run(cfg: &RunConfig, on_second: impl FnMut(u64, &Snapshot)) -> Result<Outcome, EngineError> {
+    run_with(cfg, &Control::new(), on_second)
+}
+
+/// [`run`], steered by `control`: the clock starts at its start instant (when given and the
+/// connections are open by then), it can stop the run early and replace the plan mid-run.
+pub fn run_with(
     cfg: &RunConfig,
+    control: &Control,
     mut on_second: impl FnMut(u64, &Snapshot),
 ) -> Result<Outcome, EngineError> {
     let threads = cfg.threads;
@@ -69,6 +78,7 @@ pub fn run(
         max_queue: cfg.max_queue,
         threads,
         resolution_ns: cfg.resolution.as_nanos() as u64,
+        control,
     };
     let barrier = Barrier::new(threads + 1);
     let start_at: Mutex<Option<Instant>> = Mutex::new(None);
@@ -98,6 +108,9 @@ pub fn run(
             .collect();
         drop(tx);
         barrier.wait(); // every worker has opened its connections
+        if let Some(at) = control.start_at() {
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        }
         let start = Instant::now();
         cpu_start = rusage();
         *start_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(start);

@@ -44,6 +44,8 @@ pub struct Shared<'a> {
     pub threads: usize,
     /// Pacing resolution: wake-ups that release due requests are at least this far apart.
     pub resolution_ns: u64,
+    /// Outside steering: stop, plan replacement (checked once per scan tick).
+    pub control: &'a super::Control,
 }
 
 /// What a worker reports when it ends.
@@ -162,7 +164,8 @@ impl<'a, D: Driver> Worker<'a, D> {
         for c in &mut self.conns {
             c.since = 0;
         }
-        let plan = self.sh.plan;
+        let mut plan: std::sync::Arc<Plan> = std::sync::Arc::new(self.sh.plan.clone());
+        let mut plan_seen = 0u64;
         let open = matches!(plan.load, Load::Open { .. });
         let warm = plan.warmup_ns();
         let end = plan.end_ns();
@@ -202,6 +205,14 @@ impl<'a, D: Driver> Worker<'a, D> {
             if now >= next_scan {
                 self.expire(now);
                 next_scan = now + SCAN_NS;
+                if let Some(p) = self.sh.control.newer_plan(&mut plan_seen) {
+                    plan = p;
+                    next_due = plan.due_ns(self.next_i);
+                }
+                if self.sh.control.stopped() {
+                    next_due = None;
+                    self.quota = 0;
+                }
             }
             if now >= next_tick {
                 self.refresh_clock();

@@ -7,6 +7,7 @@
 //! says so loudly (see [`BoundReason`]).
 
 mod json;
+pub mod prometheus;
 mod text;
 
 use crate::measure::{ErrorKind, Snapshot};

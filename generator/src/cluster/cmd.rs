@@ -1,0 +1,500 @@
+//! The `gen coordinator` and `gen worker` commands: flags, and the loops that tie the HTTP
+//! server, the state machine and the engine together.
+//!
+//! `gen coordinator` takes the same load flags as a single-node run and forwards them, as
+//! given, to every worker, which parses them with the same parser: a flag works in cluster
+//! mode exactly as it does alone.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::cli::{parse_duration, Args};
+use crate::config::RunConfig;
+use crate::export::{Cpu, Report, EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED};
+
+use super::agent::{Agent, AgentConfig, Executor as _, PERIOD};
+use super::coordinator::{Coordinator, RunRequest, TICK};
+use super::exec::EngineExecutor;
+use super::http::{bind, serve};
+use crate::export::prometheus::Metrics;
+
+/// `gen coordinator`: holds the desired state, serves the UI, API and `/metrics`.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "gen coordinator", version, max_term_width = 100)]
+pub struct CoordinatorArgs {
+    /// Address of the UI, the JSON API, the workers' heartbeats and `/metrics`.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8089")]
+    pub listen: SocketAddr,
+
+    /// Shared secret for control requests (default: the GEN_TOKEN environment variable).
+    /// Required unless --listen is a loopback address.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// Headless: wait for this many workers, run the load flags once, print the merged
+    /// report and exit with its code.
+    #[arg(long, value_name = "N")]
+    pub expect_workers: Option<usize>,
+
+    /// Headless: give up when the workers have not all registered within this time.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
+    pub wait: Duration,
+
+    /// Headless: also write the per-endpoint statistics as CSV to this file.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub load: Args,
+}
+
+/// `gen worker`: runs load under a coordinator's orders.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "gen worker", version, max_term_width = 100)]
+pub struct WorkerArgs {
+    /// The coordinator, HOST:PORT (its --listen address).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub coordinator: String,
+
+    /// Serve this worker's own Prometheus `/metrics` here, e.g. 0.0.0.0:9100.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Shared secret for the coordinator (default: the GEN_TOKEN environment variable).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// Name shown by the coordinator (default: host name and process id).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// Coordinator-only flags that take a value, removed before the rest goes to workers.
+const COORDINATOR_FLAGS: [&str; 5] = ["--listen", "--token", "--expect-workers", "--wait", "--csv"];
+
+/// The load flags of a coordinator command line, as workers must see them.
+pub fn forwarded_flags(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in argv {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        if COORDINATOR_FLAGS.contains(&a.as_str()) {
+            skip = true;
+            continue;
+        }
+        if COORDINATOR_FLAGS
+            .iter()
+            .any(|f| a.strip_prefix(f).is_some_and(|r| r.starts_with('=')))
+        {
+            continue;
+        }
+        out.push(a.clone());
+    }
+    out
+}
+
+fn token_or_env(token: Option<String>) -> Option<String> {
+    token
+        .or_else(|| std::env::var("GEN_TOKEN").ok())
+        .filter(|t| !t.is_empty())
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Entry of `gen coordinator ARGS` (`argv` without the program and subcommand names).
+pub fn coordinator_main(argv: Vec<String>) -> i32 {
+    let mut full: Vec<OsString> = vec!["gen coordinator".into()];
+    full.extend(argv.iter().map(OsString::from));
+    let args = match CoordinatorArgs::try_parse_from(full) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let token = token_or_env(args.token.clone());
+    if token.is_none() && !args.listen.ip().is_loopback() {
+        eprintln!(
+            "gen: refusing to accept control requests on {} without a token (--token or GEN_TOKEN)",
+            args.listen
+        );
+        return EXIT_BAD_INPUT;
+    }
+    let has_load = args.load.target.is_some() || args.load.url.is_some();
+    // Validate the load here, with the single-node rules, before any worker sees it.
+    let cfg = if has_load {
+        match RunConfig::from_args(&args.load) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("gen: {e}");
+                return EXIT_BAD_INPUT;
+            }
+        }
+    } else {
+        None
+    };
+    if args.expect_workers.is_some() && cfg.is_none() {
+        eprintln!(
+            "gen: --expect-workers runs headless and needs the load flags (--target URL ...)"
+        );
+        return EXIT_BAD_INPUT;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gen: cannot start the coordinator runtime: {e}");
+            return EXIT_RUN_FAILED;
+        }
+    };
+    let coord = Coordinator::new(token);
+    rt.block_on(async move {
+        let listener = match bind(args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("gen: cannot listen on {}: {e}", args.listen);
+                return EXIT_BAD_INPUT;
+            }
+        };
+        let addr = listener.local_addr().map_or(args.listen, |a| a);
+        eprintln!("gen coordinator listening on {addr} (UI http://{addr}/)");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let handler = {
+            let coord = Arc::clone(&coord);
+            Arc::new(move |req| Arc::clone(&coord).handle(req))
+        };
+        let mut srv_stop = stop_rx.clone();
+        let server = tokio::spawn(serve(listener, handler, async move {
+            let _ = srv_stop.wait_for(|s| *s).await;
+        }));
+        let ticker = {
+            let coord = Arc::clone(&coord);
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(TICK) => coord.tick(),
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
+                }
+            })
+        };
+        let code = match (args.expect_workers, cfg) {
+            (Some(n), Some(cfg)) => {
+                headless(
+                    &coord,
+                    n,
+                    args.wait,
+                    &cfg,
+                    forwarded_flags(&argv),
+                    args.csv.as_deref(),
+                )
+                .await
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                EXIT_OK
+            }
+        };
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        let _ = ticker.await;
+        code
+    })
+}
+
+/// Entry of `gen worker ARGS`.
+pub fn worker_main(argv: Vec<String>) -> i32 {
+    let mut full: Vec<OsString> = vec!["gen worker".into()];
+    full.extend(argv.iter().map(OsString::from));
+    let args = match WorkerArgs::try_parse_from(full) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let name = args.name.clone().unwrap_or_else(default_name);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gen: cannot start the worker runtime: {e}");
+            return EXIT_RUN_FAILED;
+        }
+    };
+    rt.block_on(async move {
+        let metrics = Metrics::new();
+        let mut metrics_addr = None;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(listen) = args.listen {
+            let listener = match bind(listen).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("gen: cannot listen on {listen}: {e}");
+                    return EXIT_BAD_INPUT;
+                }
+            };
+            let addr = listener.local_addr().map_or(listen, |a| a);
+            metrics_addr = Some(addr.to_string());
+            let m = metrics.clone();
+            let handler = Arc::new(move |req: super::http::Req| {
+                let m = m.clone();
+                async move {
+                    match req.path.as_str() {
+                        "/metrics" => super::http::respond(
+                            hyper::StatusCode::OK,
+                            crate::export::prometheus::CONTENT_TYPE,
+                            m.encode(),
+                        ),
+                        _ => super::http::error(hyper::StatusCode::NOT_FOUND, "only /metrics here"),
+                    }
+                }
+            });
+            let mut stop = stop_rx.clone();
+            tokio::spawn(serve(listener, handler, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }));
+        }
+        let mut exec = EngineExecutor::new(metrics);
+        let mut agent = Agent::new(
+            AgentConfig {
+                name: name.clone(),
+                coordinator: args.coordinator.clone(),
+                token: token_or_env(args.token.clone()),
+                metrics_addr,
+            },
+            Instant::now(),
+        );
+        eprintln!("gen worker {name}: reporting to {}", args.coordinator);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut tick = tokio::time::interval(PERIOD);
+        let mut last_line = String::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = tokio::signal::ctrl_c() => break,
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => break,
+            }
+            let result = agent.beat(&mut exec, process_cpu_s()).await;
+            // One line per change of situation, not one per second.
+            let line = match &result {
+                Err(e) => format!("coordinator unreachable: {e}"),
+                Ok(()) if agent.orphaned => "coordinator silent: load stopped".to_owned(),
+                Ok(()) => format!("epoch {}", agent.epoch()),
+            };
+            if line != last_line {
+                eprintln!("gen worker {name}: {line}");
+                last_line = line;
+            }
+        }
+        exec.stop();
+        let _ = stop_tx.send(true);
+        EXIT_OK
+    })
+}
+
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// User + system CPU seconds of this process.
+fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage fills a plain struct.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
+/// Waits for `n` workers, runs once, prints the merged report; returns the exit code.
+async fn headless(
+    coord: &Arc<Coordinator>,
+    n: usize,
+    wait: Duration,
+    cfg: &RunConfig,
+    load: Vec<String>,
+    csv: Option<&std::path::Path>,
+) -> i32 {
+    let deadline = Instant::now() + wait;
+    loop {
+        let live = coord.state().live().count();
+        if live >= n {
+            break;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("gen: only {live} of {n} workers registered within {wait:?}");
+            return EXIT_RUN_FAILED;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let epoch = match coord.start(&RunRequest {
+        load: serde_json::json!(load),
+    }) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("gen: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    eprintln!("gen: run {epoch} ordered to {n} workers");
+    let started = now_unix_ms();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if coord
+            .state()
+            .run
+            .as_ref()
+            .is_none_or(|r| r.finished(Instant::now()))
+        {
+            break;
+        }
+        if tokio::time::timeout(Duration::ZERO, tokio::signal::ctrl_c())
+            .await
+            .is_ok()
+        {
+            coord.state().stop(Instant::now());
+        }
+    }
+    let report = cluster_report(coord, cfg, started);
+    if let Some(run) = &coord.state().run {
+        for (t, e) in &run.events {
+            eprintln!("gen: {e} at {t:.1}s");
+        }
+    }
+    if let Some(path) = csv {
+        if let Err(e) = std::fs::write(path, coord.stats_csv()) {
+            eprintln!("gen: cannot write {}: {e}", path.display());
+        }
+    }
+    if cfg.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
+        );
+    } else {
+        print!("{}", report.to_text(cfg.latency));
+    }
+    report.exit_code()
+}
+
+/// The merged report of the current run, as a single-node run would print it.
+fn cluster_report(coord: &Coordinator, cfg: &RunConfig, started_unix_ms: u64) -> Report {
+    let st = coord.state();
+    let run = st.run.as_ref();
+    let totals = run.map(|r| r.merged_total()).unwrap_or_default();
+    let series: Vec<crate::export::SeriesPoint> = run.map(|r| r.series.clone()).unwrap_or_default();
+    let threads: usize = st.live().map(|(_, w)| w.threads).sum();
+    let cpu_s = run.map_or(0.0, |r| r.cpu_used_s(&st.workers));
+    let mut info = cfg.run_info("io_uring");
+    info.threads = threads.max(1);
+    info.started_at_unix_ms = started_unix_ms;
+    let measured_s = cfg
+        .plan
+        .duration
+        .map_or_else(|| series_len(&series), |d| d.as_secs_f64());
+    Report::from_points(
+        info,
+        &totals,
+        series,
+        measured_s,
+        Cpu {
+            user_s: cpu_s,
+            system_s: 0.0,
+        },
+    )
+}
+
+fn series_len(series: &[crate::export::SeriesPoint]) -> f64 {
+    series.last().map_or(0.0, |p| p.t_s + p.duration_s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinator_flags_are_not_forwarded() {
+        let argv: Vec<String> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--token=x",
+            "--rate",
+            "100",
+            "--expect-workers",
+            "3",
+            "--target",
+            "http://127.0.0.1:1/",
+            "--csv",
+            "f.csv",
+            "--wait=1m",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            forwarded_flags(&argv),
+            ["--rate", "100", "--target", "http://127.0.0.1:1/"]
+        );
+    }
+
+    #[test]
+    fn coordinator_refuses_bad_input_with_exit_2() {
+        let run = |a: &[&str]| coordinator_main(a.iter().map(|s| s.to_string()).collect());
+        assert_eq!(run(&["--bogus"]), EXIT_BAD_INPUT);
+        assert_eq!(
+            run(&[
+                "--listen",
+                "127.0.0.1:0",
+                "--rate",
+                "-5",
+                "--target",
+                "http://127.0.0.1:1/"
+            ]),
+            EXIT_BAD_INPUT
+        );
+        assert_eq!(
+            run(&["--listen", "127.0.0.1:0", "--expect-workers", "2"]),
+            EXIT_BAD_INPUT
+        );
+        // Beyond loopback a token is mandatory.
+        if std::env::var_os("GEN_TOKEN").is_none() {
+            assert_eq!(
+                run(&["--listen", "0.0.0.0:0", "--target", "http://127.0.0.1:1/"]),
+                EXIT_BAD_INPUT
+            );
+        }
+    }
+}

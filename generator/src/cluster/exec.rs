@@ -1,0 +1,209 @@
+//! The real [`Executor`]: runs the engine on its own thread for each order the agent accepts.
+//!
+//! The order's load flags are parsed and validated exactly as a single-node run's; the plan is
+//! then scaled by this worker's share schedule, and later share changes are published to the
+//! running engine as a new plan (see [`Control`]).
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::RunConfig;
+use crate::engine::{self, Control};
+use crate::export::prometheus::Metrics;
+use crate::plan::Plan;
+
+use super::agent::Executor;
+use super::coordinator::{load_argv, load_config};
+use super::wire::{Interval, Order, ShareStep, WorkerState};
+
+/// Name of the single endpoint of a run without named requests.
+pub const DEFAULT_ENDPOINT: &str = "default";
+
+#[derive(Debug, Default)]
+struct Shared {
+    intervals: Vec<Interval>,
+    finished: bool,
+    error: Option<String>,
+}
+
+struct Job {
+    control: Arc<Control>,
+    base: Plan,
+    start: Instant,
+    shared: Arc<Mutex<Shared>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// Runs orders on the local engine and feeds the worker's `/metrics`.
+pub struct EngineExecutor {
+    threads: usize,
+    metrics: Metrics,
+    job: Option<Job>,
+    error: Option<String>,
+}
+
+impl EngineExecutor {
+    pub fn new(metrics: Metrics) -> Self {
+        EngineExecutor {
+            threads: engine::allowed_cpus().len().max(1),
+            metrics,
+            job: None,
+            error: None,
+        }
+    }
+
+    fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+        shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The base plan scaled by a share schedule.
+pub fn plan_for_shares(base: &Plan, shares: &[ShareStep]) -> Plan {
+    base.scaled(
+        &shares
+            .iter()
+            .map(|s| (Duration::from_secs_f64(s.from_s.max(0.0)), s.share))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Executor for EngineExecutor {
+    fn start(&mut self, epoch: u64, order: &Order) -> Result<(), String> {
+        // Never two engines on the same cores: the previous run drains first (bounded by its
+        // request timeout).
+        if let Some(mut job) = self.job.take() {
+            job.control.stop();
+            if let Some(h) = job.handle.take() {
+                let _ = h.join();
+            }
+        }
+        self.error = None;
+        let result = (|| {
+            let argv = load_argv(&order.load)?;
+            let mut cfg: RunConfig = load_config(&argv)?;
+            cfg.progress = false;
+            let base = cfg.plan.clone();
+            cfg.plan = plan_for_shares(&base, &order.shares);
+            Ok::<_, String>((cfg, base))
+        })();
+        let (cfg, base) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.error = Some(e.clone());
+                return Err(e);
+            }
+        };
+        // The coordinator's wall-clock start, mapped once onto our monotonic clock.
+        let ahead = order.start_unix_ms.saturating_sub(now_unix_ms());
+        let start = Instant::now() + Duration::from_millis(ahead);
+        let control = Arc::new(Control::starting_at(start));
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let handle = {
+            let (control, shared, metrics) = (
+                Arc::clone(&control),
+                Arc::clone(&shared),
+                self.metrics.clone(),
+            );
+            std::thread::Builder::new()
+                .name("gen-run".into())
+                .spawn(move || {
+                    let outcome = engine::run_with(&cfg, &control, |second, snap| {
+                        metrics.add_interval(DEFAULT_ENDPOINT, snap);
+                        let mut endpoints = std::collections::BTreeMap::new();
+                        endpoints.insert(DEFAULT_ENDPOINT.to_owned(), snap.clone());
+                        Self::lock(&shared).intervals.push(Interval {
+                            epoch,
+                            second,
+                            endpoints,
+                        });
+                    });
+                    let mut sh = Self::lock(&shared);
+                    if let Err(e) = outcome {
+                        sh.error = Some(e.to_string());
+                    }
+                    sh.finished = true;
+                })
+                .map_err(|e| format!("cannot start the engine thread: {e}"))?
+        };
+        self.job = Some(Job {
+            control,
+            base,
+            start,
+            shared,
+            handle: Some(handle),
+        });
+        Ok(())
+    }
+
+    fn update(&mut self, order: &Order) {
+        if let Some(job) = &self.job {
+            job.control
+                .set_plan(plan_for_shares(&job.base, &order.shares));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(job) = &mut self.job {
+            job.control.stop();
+            // The engine drains in-flight requests (bounded by the request timeout); the
+            // heartbeat loop must not wait for that, so the thread is joined at the next start.
+            if Self::lock(&job.shared).finished {
+                if let Some(h) = job.handle.take() {
+                    let _ = h.join();
+                }
+            }
+        }
+    }
+
+    fn poll(&mut self) -> (WorkerState, Vec<Interval>) {
+        let Some(job) = &self.job else {
+            return (
+                if self.error.is_some() {
+                    WorkerState::Failed
+                } else {
+                    WorkerState::Idle
+                },
+                Vec::new(),
+            );
+        };
+        let mut sh = Self::lock(&job.shared);
+        let intervals = std::mem::take(&mut sh.intervals);
+        let state = if let Some(e) = &sh.error {
+            self.error = Some(e.clone());
+            WorkerState::Failed
+        } else if sh.finished {
+            WorkerState::Idle
+        } else if Instant::now() < job.start {
+            WorkerState::Starting
+        } else {
+            WorkerState::Running
+        };
+        (state, intervals)
+    }
+
+    fn error(&self) -> Option<String> {
+        self.error.clone()
+    }
+
+    fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+impl Drop for EngineExecutor {
+    fn drop(&mut self) {
+        if let Some(job) = &mut self.job {
+            job.control.stop();
+            if let Some(h) = job.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
