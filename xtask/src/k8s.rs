@@ -367,7 +367,8 @@ pub fn check_yamllint() -> Result<()> {
             .arg("--strict")
             .arg("-c")
             .arg(dir.join(".yamllint.yaml"))
-            .arg(&dir),
+            .arg(&dir)
+            .arg(repo_root().join("sample-webapp/app.yaml")),
         None,
     )?;
     Ok(())

@@ -563,6 +563,45 @@ mod tests {
         );
     }
 
+    /// What Grafana needs to lay the dashboard out and bind it to a data source.
+    #[test]
+    fn dashboard_panels_are_well_formed() {
+        let path = k8s_dir().join("grafana/dashboard.json");
+        let dash: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let vars = dash["templating"]["list"].as_array().unwrap();
+        assert!(vars
+            .iter()
+            .any(|v| v["name"] == "datasource" && v["type"] == "datasource"));
+        let panels = dash["panels"].as_array().unwrap();
+        let mut ids = std::collections::HashSet::new();
+        let mut cells = std::collections::HashSet::new();
+        for p in panels {
+            let title = p["title"].as_str().unwrap();
+            assert!(
+                ids.insert(p["id"].as_u64().unwrap()),
+                "duplicate id: {title}"
+            );
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{title}");
+            let g = &p["gridPos"];
+            let (x, y, w, h) = (
+                g["x"].as_u64().unwrap(),
+                g["y"].as_u64().unwrap(),
+                g["w"].as_u64().unwrap(),
+                g["h"].as_u64().unwrap(),
+            );
+            assert!(x + w <= 24 && w > 0 && h > 0, "{title} outside the grid");
+            for cell in (x..x + w).flat_map(|cx| (y..y + h).map(move |cy| (cx, cy))) {
+                assert!(cells.insert(cell), "{title} overlaps another panel");
+            }
+            let targets = p["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{title} has no query");
+            for t in targets {
+                assert!(t["expr"].as_str().is_some_and(|e| !e.is_empty()), "{title}");
+                assert!(t["refId"].is_string(), "{title}");
+            }
+        }
+    }
+
     /// The real thing: a real Prometheus scrapes the fake cluster; every panel and rule
     /// returns data. Needs `prometheus` (apt-get install prometheus); ~10-20 s.
     #[test]
