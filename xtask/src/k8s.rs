@@ -53,11 +53,14 @@ pub struct Render {
     pub image: String,
     pub webapp_image: Option<String>,
     pub workers: Option<u32>,
+    /// Load of the headless Job (`gen-config` keys `rate` and `duration`).
+    pub rate: Option<String>,
+    pub duration: Option<String>,
     pub overlay: String,
 }
 
 const USAGE: &str = "usage: cargo xtask k8s --target URL --image IMAGE [--webapp-image IMAGE] \
-[--workers N] [--overlay gke|local|job] [--out DIR]\n       cargo xtask k8s check\n       \
+[--workers N] [--overlay gke|local|job] [--rate R --duration D (job)] [--out DIR]\n       cargo xtask k8s check\n       \
 cargo xtask k8s dashboard [--coordinator ADDR --worker ADDR...]";
 
 fn render_main(args: &[String]) -> Result<()> {
@@ -80,6 +83,7 @@ fn render_main(args: &[String]) -> Result<()> {
 pub fn parse_render(args: &[String]) -> Result<(Render, Option<PathBuf>)> {
     let (mut target, mut image, mut webapp_image, mut workers, mut out) =
         (None, None, None, None, None);
+    let (mut rate, mut duration) = (None, None);
     let mut overlay = "gke".to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -97,6 +101,15 @@ pub fn parse_render(args: &[String]) -> Result<(Render, Option<PathBuf>)> {
                 ensure!(n >= 1, "--workers must be at least 1");
                 workers = Some(n);
             }
+            "--rate" => {
+                let v = value()?;
+                ensure!(
+                    v.parse::<f64>().is_ok_and(|r| r > 0.0),
+                    "--rate must be a positive number, got {v:?}"
+                );
+                rate = Some(v.clone());
+            }
+            "--duration" => duration = Some(value()?.clone()),
             "--overlay" => overlay = value()?.clone(),
             "--out" => out = Some(PathBuf::from(value()?)),
             other => bail!("unknown k8s argument {other:?}\n{USAGE}"),
@@ -123,6 +136,8 @@ pub fn parse_render(args: &[String]) -> Result<(Render, Option<PathBuf>)> {
             image,
             webapp_image,
             workers,
+            rate,
+            duration,
             overlay,
         },
         out,
@@ -175,6 +190,12 @@ impl Render {
             k += &format!("replicas:\n  - name: gen-worker\n    count: {n}\n");
             // The headless Job waits for this many workers.
             literals.push(format!("workers={n}"));
+        }
+        if let Some(r) = &self.rate {
+            literals.push(format!("rate={r}"));
+        }
+        if let Some(d) = &self.duration {
+            literals.push(format!("duration={d}"));
         }
         k += "configMapGenerator:\n  - name: gen-config\n    behavior: merge\n    literals:\n";
         for l in literals {
@@ -345,6 +366,8 @@ pub fn rendered() -> Result<Vec<(String, String)>> {
         image: "europe-docker.pkg.dev/p/r/gen:1.2.3".into(),
         webapp_image: Some("registry.local:5000/sample-webapp@sha256:0123".into()),
         workers: Some(12),
+        rate: Some("500".into()),
+        duration: Some("90s".into()),
         overlay: "job".into(),
     };
     out.push(("xtask k8s (job, 12 workers)".into(), r.run()?));
@@ -883,6 +906,8 @@ mod tests {
             image: "eu.gcr.io/p/gen:v9".into(),
             webapp_image: None,
             workers: Some(7),
+            rate: None,
+            duration: None,
             overlay: "gke".into(),
         };
         let docs = yaml_to_json(&r.run().unwrap()).unwrap();
@@ -930,6 +955,24 @@ mod tests {
             .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "gen-worker")
             .unwrap();
         assert_eq!(w["spec"]["replicas"], 20, "the tutorial's 20 workers");
+        // The rendered Job: 12 workers, and the load flags reach its ConfigMap.
+        let job = &all
+            .iter()
+            .find(|(n, _)| n.starts_with("xtask k8s"))
+            .unwrap()
+            .1;
+        let cm = job
+            .iter()
+            .find(|d| d["kind"] == "ConfigMap" && d["data"]["workers"].is_string())
+            .unwrap();
+        assert_eq!(
+            (
+                &cm["data"]["workers"],
+                &cm["data"]["rate"],
+                &cm["data"]["duration"]
+            ),
+            (&"12".into(), &"500".into(), &"90s".into())
+        );
     }
 
     /// The invariants can fail: break one thing at a time in a good rendering.
