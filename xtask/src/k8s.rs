@@ -523,8 +523,7 @@ pub mod invariants {
                 p.push(format!("{} is not in namespace gen", id(d)));
             }
             let template = match kind {
-                "Deployment" | "DaemonSet" => s(d, "spec.template"),
-                "Job" => s(d, "spec.template"),
+                "Deployment" | "DaemonSet" | "Job" => s(d, "spec.template"),
                 _ => None,
             };
             if let Some(t) = template {
