@@ -5,8 +5,11 @@
 //! - `ci`    everything CI checks: installs the Debian packages tests need when missing,
 //!   then fmt, clippy and the whole test suite (release build: timing tests need it).
 //! - `bench` whole-system comparison against peers (see `bench.rs`).
+//! - `k8s`   render the Kubernetes manifests; `k8s check` runs the offline checks of `k8s/`
+//!   (see `k8s.rs`; the tests run them too).
 
 mod bench;
+mod k8s;
 mod proc;
 
 use std::process::Command;
@@ -19,8 +22,9 @@ fn main() {
         Some("demo") => demo(&args[1..]),
         Some("ci") => ci(),
         Some("bench") => bench::main(&args[1..]),
+        Some("k8s") => k8s::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo|ci|bench> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/");
+            eprintln!("usage: cargo xtask <demo|ci|bench|k8s> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  k8s --target URL --image IMAGE [--workers N] [--overlay gke|local|job] [--out DIR]\n  k8s check                          every offline check of k8s/ (docs/kubernetes.md)");
             std::process::exit(2);
         }
     };
@@ -83,6 +87,7 @@ fn demo(args: &[String]) -> Result<()> {
 /// The README's test command: what CI runs.
 fn ci() -> Result<()> {
     install_test_deps()?;
+    k8s::install_tools()?;
     proc::cargo(&["fmt", "--all", "--check"])?;
     proc::cargo(&[
         "clippy",
@@ -102,6 +107,7 @@ fn install_test_deps() -> Result<()> {
         ("nginx", "nginx-light"),
         ("wrk", "wrk"),
         ("h2load", "nghttp2-client"),
+        ("promtool", "prometheus"),
     ];
     let missing: Vec<&str> = wanted
         .iter()
