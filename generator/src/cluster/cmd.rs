@@ -302,7 +302,7 @@ pub fn worker_main(argv: Vec<String>) -> i32 {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => break,
             }
-            let result = agent.beat(&mut exec, process_cpu_s()).await;
+            let result = agent.beat(&mut exec, crate::export::prometheus::process_cpu_s()).await;
             // One line per change of situation, not one per second.
             let line = match &result {
                 Err(e) => format!("coordinator unreachable: {e}"),
@@ -325,18 +325,6 @@ fn default_name() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "worker".into());
     format!("{host}-{}", std::process::id())
-}
-
-/// User + system CPU seconds of this process.
-fn process_cpu_s() -> f64 {
-    // SAFETY: getrusage fills a plain struct.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    secs(ru.ru_utime) + secs(ru.ru_stime)
 }
 
 /// Waits for `n` workers, runs once, prints the merged report; returns the exit code.

@@ -15,7 +15,7 @@ use crate::plan::Plan;
 
 use super::agent::Executor;
 use super::coordinator::{load_argv, load_config};
-use super::wire::{Interval, Order, ShareStep, WorkerState};
+use super::wire::{share_at, Interval, Order, ShareStep, WorkerState};
 
 /// Name of the single endpoint of a run without named requests.
 pub const DEFAULT_ENDPOINT: &str = "default";
@@ -29,6 +29,7 @@ struct Shared {
 
 struct Job {
     control: Arc<Control>,
+    shares: Arc<Mutex<Vec<ShareStep>>>,
     base: Plan,
     start: Instant,
     shared: Arc<Mutex<Shared>>,
@@ -105,7 +106,9 @@ impl Executor for EngineExecutor {
         let start = Instant::now() + Duration::from_millis(ahead);
         let control = Arc::new(Control::starting_at(start));
         let shared = Arc::new(Mutex::new(Shared::default()));
+        let shares = std::sync::Arc::new(Mutex::new(order.shares.clone()));
         let handle = {
+            let shares_now = Arc::clone(&shares);
             let (control, shared, metrics) = (
                 Arc::clone(&control),
                 Arc::clone(&shared),
@@ -114,8 +117,19 @@ impl Executor for EngineExecutor {
             std::thread::Builder::new()
                 .name("gen-run".into())
                 .spawn(move || {
+                    // Requests sent and not yet answered or failed, over the run so far.
+                    let mut outstanding: i64 = 0;
                     let outcome = engine::run_with(&cfg, &control, |second, snap| {
                         metrics.add_interval(DEFAULT_ENDPOINT, snap);
+                        let settled = snap.requests() + snap.errors_total()
+                            - snap.errors(crate::measure::ErrorKind::Status);
+                        outstanding += snap.sent() as i64 - settled as i64;
+                        let rate = cfg.plan.rate().map_or(0.0, |r| {
+                            let t = second as f64 + 1.0 + cfg.plan.warmup.as_secs_f64();
+                            let steps = shares_now.lock().unwrap_or_else(|e| e.into_inner());
+                            r * share_at(&steps, t)
+                        });
+                        metrics.set_gauges(rate, cfg.connections as i64, outstanding.max(0));
                         let mut endpoints = std::collections::BTreeMap::new();
                         endpoints.insert(DEFAULT_ENDPOINT.to_owned(), snap.clone());
                         Self::lock(&shared).intervals.push(Interval {
@@ -134,6 +148,7 @@ impl Executor for EngineExecutor {
         };
         self.job = Some(Job {
             control,
+            shares,
             base,
             start,
             shared,
@@ -146,6 +161,7 @@ impl Executor for EngineExecutor {
         if let Some(job) = &self.job {
             job.control
                 .set_plan(plan_for_shares(&job.base, &order.shares));
+            *job.shares.lock().unwrap_or_else(|e| e.into_inner()) = order.shares.clone();
         }
     }
 

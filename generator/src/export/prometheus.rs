@@ -188,11 +188,11 @@ impl Collector for View {
             if s.status_other() > 0 {
                 requests.push((endpoint_status(name, "other"), s.status_other()));
             }
+            // Every kind, zeros included: `rate()` of a series that exists reads 0, while a
+            // series that appears with the first error reads "no data" until then.
             for kind in ErrorKind::ALL {
-                if s.errors(kind) > 0 {
-                    let labels = vec![("endpoint", name.clone()), ("kind", kind.as_str().into())];
-                    errors.push((labels, s.errors(kind)));
-                }
+                let labels = vec![("endpoint", name.clone()), ("kind", kind.as_str().into())];
+                errors.push((labels, s.errors(kind)));
             }
             dropped += s.dropped();
         }
@@ -273,6 +273,15 @@ impl Collector for View {
             )?;
         }
 
+        {
+            let m = enc.encode_descriptor(
+                "gen_cpu_seconds",
+                "CPU time (user + system) used by this gen process.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(process_cpu_s()).encode(m)?;
+        }
         gauge(
             &mut enc,
             "gen_target_rate",
@@ -328,6 +337,18 @@ fn cluster_summary(out: &mut String, response: &Hist) {
     }
     let (sum, count, _) = buckets_of(response, &bucket_bounds());
     let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+}
+
+/// User + system CPU seconds of this process so far.
+pub fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage fills a plain struct.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
 }
 
 fn endpoint_status(endpoint: &str, status: &str) -> Labels {
@@ -458,12 +479,14 @@ mod tests {
             "gen_requests_total{endpoint=\"POST /metrics\",status=\"5xx\"} 1",
             "gen_requests_total{endpoint=\"POST /login\",status=\"2xx\"} 1",
             "gen_errors_total{endpoint=\"POST /metrics\",kind=\"status\"} 1",
+            "gen_errors_total{endpoint=\"POST /login\",kind=\"timeout\"} 0",
             "gen_dropped_total 0",
             "gen_response_time_seconds_count{endpoint=\"POST /metrics\"} 4",
             "gen_response_time_seconds_bucket{endpoint=\"POST /login\",le=\"+Inf\"} 1",
             "gen_service_time_seconds_count{endpoint=\"POST /login\"} 1",
             "gen_schedule_lag_seconds_count 5",
             "gen_target_rate 1000",
+            "gen_cpu_seconds_total ",
             "gen_connections 64",
             "gen_inflight 3",
         ] {
