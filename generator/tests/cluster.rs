@@ -278,3 +278,179 @@ fn twenty_workers_survive_losing_two() {
         "server {served}, merged {responses}"
     );
 }
+
+/// The web UI in headless Chromium, driven by playwright-core: start a run from the form, see
+/// the charts and tables update, stop it. Needs `chromium`, `node` and
+/// `npm install --prefix generator/tests/ui` (all done by `cargo xtask ci`).
+#[test]
+fn ui_starts_watches_and_stops_a_run() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let have_node = Command::new("node").arg("--version").output().is_ok();
+    let have_pw = dir.join("node_modules/playwright-core").exists();
+    let (Some(chromium), true, true) = (chromium, have_node, have_pw) else {
+        eprintln!(
+            "skipping: needs chromium ({chromium:?}), node ({have_node}) and playwright-core \
+             ({have_pw}; npm install --prefix generator/tests/ui)"
+        );
+        return;
+    };
+    let app = Webapp::start(&[]);
+    let coord = Coord::start(&[]);
+    let _w: Vec<Worker> = (0..2)
+        .map(|i| Worker::start(&coord.addr, &format!("ui{i}"), &["--listen", "127.0.0.1:0"]))
+        .collect();
+    let out = Command::new("timeout")
+        .args(["120", "node", "ui_test.mjs"])
+        .arg(format!("http://{}/", coord.addr))
+        .arg(app.url("/"))
+        .env("CHROMIUM", chromium)
+        .current_dir(&dir)
+        .output()
+        .expect("running node");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("UI ok"), "{log}");
+    let st = coord.status();
+    assert!(
+        st["stats"][0]["requests"].as_u64().unwrap_or(0) > 600,
+        "{st}"
+    );
+}
+
+/// A real Prometheus on 127.0.0.1 scrapes the coordinator and two workers during a run; the
+/// merged and per-worker figures must be queryable.
+#[test]
+fn prometheus_scrapes_a_running_cluster() {
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: prometheus not installed (apt-get install prometheus)");
+        return;
+    }
+    let app = Webapp::start(&[]);
+    let coord = Coord::start(&[]);
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let _w: Vec<Worker> = (0..2)
+        .map(|i| {
+            let listen = format!("127.0.0.1:{}", ports[i]);
+            Worker::start(&coord.addr, &format!("p{i}"), &["--listen", &listen])
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("gen-prom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global: {{ scrape_interval: 1s }}\nscrape_configs:\n  - job_name: coordinator\n    \
+             static_configs: [{{ targets: ['{}'] }}]\n  - job_name: worker\n    \
+             static_configs: [{{ targets: ['127.0.0.1:{}', '127.0.0.1:{}'] }}]\n",
+            coord.addr, ports[0], ports[1]
+        ),
+    )
+    .unwrap();
+    let prom_addr = format!("127.0.0.1:{}", ports[2]);
+    let mut prom = Command::new("timeout")
+        .arg("120")
+        .arg("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={prom_addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting prometheus");
+    let body = format!(
+        r#"{{"load":{{"target":"{}","rate":400,"duration":"30s","threads":1}}}}"#,
+        app.url("/")
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while coord.status()["workers"].as_array().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "workers never registered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, resp) = post(&coord.addr, "/api/v1/run", None, &body);
+    assert_eq!(code, 200, "{resp}");
+    let query = |q: &str| -> Vec<serde_json::Value> {
+        let path = format!("/api/v1/query?query={}", urlencode(q));
+        let Ok(mut s) = std::net::TcpStream::connect(&prom_addr) else {
+            return Vec::new();
+        };
+        use std::io::{Read, Write};
+        let _ = write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let mut r = String::new();
+        let _ = s.read_to_string(&mut r);
+        let body = r.split_once("\r\n\r\n").map_or("", |x| x.1);
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let value = |v: &serde_json::Value| -> f64 {
+        v["value"][1]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (per_worker, merged) = loop {
+        let per_worker = query(r#"sum by (instance) (gen_requests_total{job="worker"})"#);
+        let merged = query(r#"sum(gen_requests_total{job="coordinator"})"#);
+        if per_worker.len() == 2
+            && per_worker.iter().all(|v| value(v) > 500.0)
+            && merged.first().is_some_and(|v| value(v) > 1000.0)
+        {
+            break (per_worker, merged);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no data: workers {per_worker:?}, coordinator {merged:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let p99 = query(r#"gen_cluster_response_time_seconds{quantile="0.99"}"#);
+    assert!(p99.first().is_some_and(|v| value(v) > 0.0), "{p99:?}");
+    let running = query(r#"gen_cluster_workers{state="running"}"#);
+    assert_eq!(running.first().map(value), Some(2.0), "{running:?}");
+    eprintln!("per worker {per_worker:?}\nmerged {merged:?}");
+    // SIGTERM to `timeout`, which passes it on to prometheus (a SIGKILL would orphan it).
+    let _ = Command::new("kill").arg(prom.id().to_string()).status();
+    let _ = prom.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -12,6 +12,7 @@ mod bench;
 mod k8s;
 mod proc;
 
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -88,6 +89,7 @@ fn demo(args: &[String]) -> Result<()> {
 fn ci() -> Result<()> {
     install_test_deps()?;
     k8s::install_tools()?;
+    install_ui_test_deps();
     proc::cargo(&["fmt", "--all", "--check"])?;
     proc::cargo(&[
         "clippy",
@@ -101,6 +103,26 @@ fn ci() -> Result<()> {
     Ok(())
 }
 
+/// playwright-core for the UI test (it drives Debian's chromium; no browser download).
+fn install_ui_test_deps() {
+    let dir = Path::new("generator/tests/ui");
+    if dir.join("node_modules/playwright-core").exists() {
+        return;
+    }
+    if !proc::on_path("npm") {
+        println!("xtask: npm missing: the UI test will skip");
+        return;
+    }
+    let ok = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("xtask: npm install failed: the UI test will skip");
+    }
+}
+
 /// Debian packages the tests and benches use, installed only when missing.
 fn install_test_deps() -> Result<()> {
     let wanted = [
@@ -108,6 +130,8 @@ fn install_test_deps() -> Result<()> {
         ("wrk", "wrk"),
         ("h2load", "nghttp2-client"),
         ("promtool", "prometheus"),
+        ("chromium", "chromium"),
+        ("node", "nodejs"),
     ];
     let missing: Vec<&str> = wanted
         .iter()

@@ -1,0 +1,51 @@
+// Drives the coordinator UI like a user: start a run, watch charts and tables update, stop it.
+// Usage: node ui_test.mjs COORDINATOR_URL TARGET_URL  (CHROMIUM = path of the browser)
+import { chromium } from "playwright-core";
+
+const [coord, target] = process.argv.slice(2);
+const fail = (msg) => { console.error("UI test failed: " + msg); process.exit(1); };
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--disable-sync"],
+});
+const timer = setTimeout(() => fail("timed out"), 90_000);
+try {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(coord);
+  await page.waitForFunction(() => document.querySelectorAll("#workers tbody tr").length === 2, null, { timeout: 20_000 })
+    .catch(() => fail("the workers table never showed 2 workers"));
+  await page.fill("input[name=target]", target);
+  await page.fill("input[name=rate]", "300");
+  await page.fill("input[name=duration]", "60s");
+  await page.click("#startbtn");
+  // The run starts 3 s after the order; the series closes a second after it ends.
+  await page.waitForFunction(() => +document.querySelector("#rps").textContent > 0, null, { timeout: 20_000 })
+    .catch(() => fail("achieved req/s never rose above 0"));
+  await page.waitForFunction(() => {
+    const row = [...document.querySelectorAll("#stats tbody tr")].find((r) => r.cells[0].textContent === "Aggregated");
+    return row && +row.cells[1].textContent > 600;
+  }, null, { timeout: 20_000 }).catch(() => fail("the stats table did not count requests"));
+  // The chart drew something: some pixel of the rate canvas is not transparent.
+  const drawn = await page.evaluate(() => {
+    const c = document.getElementById("c_rate");
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n;
+  });
+  if (drawn < 100) fail(`rate chart is empty (${drawn} pixels)`);
+  const phase = await page.textContent("#phase");
+  if (phase !== "running") fail(`phase is ${phase}, expected running`);
+  await page.click("#stopbtn");
+  await page.waitForFunction(() => document.querySelector("#phase").textContent === "finished", null, { timeout: 15_000 })
+    .catch(() => fail("the run did not stop"));
+  const shares = await page.$$eval("#workers tbody tr", (rows) => rows.map((r) => r.cells[3].textContent));
+  if (errors.length) fail("page errors: " + errors.join("; "));
+  console.log("UI ok: workers", shares.join(", "), "- chart pixels", drawn);
+} finally {
+  clearTimeout(timer);
+  await browser.close();
+}
