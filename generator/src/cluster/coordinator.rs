@@ -210,6 +210,21 @@ impl Coordinator {
                     Err(e) => error(StatusCode::BAD_REQUEST, &e),
                 }
             }
+            (&Method::POST, "/api/v1/rate") => {
+                let rate = serde_json::from_slice::<serde_json::Value>(&req.body)
+                    .ok()
+                    .and_then(|v| v["rate"].as_f64());
+                match rate {
+                    Some(r) if self.state().set_rate(r, Instant::now()) => {
+                        self.metrics.set_gauges(r, 0, 0);
+                        json(StatusCode::OK, &serde_json::json!({ "rate": r }))
+                    }
+                    _ => error(
+                        StatusCode::BAD_REQUEST,
+                        "needs {\"rate\": R > 0} and a running open-model run",
+                    ),
+                }
+            }
             (&Method::POST, "/api/v1/stop") => {
                 self.state().stop(Instant::now());
                 json(StatusCode::OK, &serde_json::json!({ "stopped": true }))

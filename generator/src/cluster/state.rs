@@ -69,8 +69,11 @@ pub struct Run {
     pub epoch: u64,
     /// The load flags, passed through to every worker.
     pub load: serde_json::Value,
-    /// Total target rate (requests/s) when the load is open-model, for the reports.
+    /// Total target rate (requests/s) now, when the load is open-model.
     pub total_rate: Option<f64>,
+    /// The rate the load flags ask for; shares scale it by `rate_factor`.
+    pub planned_rate: Option<f64>,
+    pub rate_factor: f64,
     /// Warm-up at the start of the run (excluded from every figure).
     pub warmup: Duration,
     /// Run length including warm-up, when time-bounded.
@@ -181,6 +184,8 @@ impl ClusterState {
             epoch: self.epoch,
             load,
             total_rate,
+            planned_rate: total_rate,
+            rate_factor: 1.0,
             warmup,
             length,
             start_unix_ms: now_unix_ms + START_LEAD.as_millis() as u64,
@@ -364,6 +369,10 @@ impl ClusterState {
     /// Recomputes every worker's share from run offset `from_s`, weighted by threads over the
     /// live workers; appends a step only where a share changes.
     fn rebalance_at(&mut self, from_s: f64) {
+        self.rebalance_now(from_s, true)
+    }
+
+    fn rebalance_now(&mut self, from_s: f64, event: bool) {
         let Some(run) = self.run.as_mut() else {
             return;
         };
@@ -381,7 +390,7 @@ impl ClusterState {
             let share = if w.missing || weight == 0 {
                 0.0
             } else {
-                w.threads.max(1) as f64 / weight as f64
+                run.rate_factor * w.threads.max(1) as f64 / weight as f64
             };
             if share_at(&w.shares, from_s) != share || (w.shares.is_empty() && share > 0.0) {
                 // A step at the same offset replaces the previous one.
@@ -390,10 +399,31 @@ impl ClusterState {
                 changed = true;
             }
         }
-        if changed && from_s > 0.0 {
+        if changed && from_s > 0.0 && event {
             run.events
                 .push((from_s, format!("rebalanced over {weight} threads")));
         }
+    }
+
+    /// Changes the total rate of the running open-model run, from [`REBALANCE_LEAD`] ahead on
+    /// (every worker's share is scaled by new / planned rate). Returns false when there is no
+    /// such run or the rate is not a positive number.
+    pub fn set_rate(&mut self, rate: f64, now: Instant) -> bool {
+        let Some(run) = self.run.as_mut() else {
+            return false;
+        };
+        let Some(planned) = run.planned_rate else {
+            return false;
+        };
+        if run.stopped || !rate.is_finite() || rate <= 0.0 {
+            return false;
+        }
+        run.rate_factor = rate / planned;
+        run.total_rate = Some(rate);
+        let from = (run.offset_s(now) + REBALANCE_LEAD.as_secs_f64()).max(0.0);
+        run.events.push((from, format!("rate set to {rate} req/s")));
+        self.rebalance_now(from, false);
+        true
     }
 
     fn desired_for(&self, name: &str, acked: Vec<(u64, u64)>) -> Desired {
@@ -578,6 +608,40 @@ mod tests {
         c.heartbeat(hb("b", 1, e, vec![]), later);
         c.tick(later);
         assert_eq!(c.run.as_ref().unwrap().series.len(), 1);
+    }
+
+    #[test]
+    fn the_rate_changes_live_for_every_worker() {
+        let t0 = Instant::now();
+        let mut c = ClusterState::new();
+        c.heartbeat(hb("a", 1, 0, vec![]), t0);
+        c.heartbeat(hb("b", 1, 0, vec![]), t0);
+        c.start(
+            serde_json::json!({}),
+            Some(1000.0),
+            Duration::ZERO,
+            None,
+            t0,
+            0,
+        );
+        let now = t0 + START_LEAD + Duration::from_secs(10);
+        assert!(!c.set_rate(-1.0, now));
+        assert!(c.set_rate(3000.0, now));
+        for n in ["a", "b"] {
+            let d = c.heartbeat(hb(n, 1, 1, vec![]), now);
+            assert_eq!(share(&d, 5.0), 0.5);
+            assert_eq!(share(&d, 11.5), 1.5, "3× the planned rate, half each");
+        }
+        let run = c.run.as_ref().unwrap();
+        assert_eq!(run.total_rate, Some(3000.0));
+        // A later rebalance keeps the new rate.
+        c.heartbeat(hb("c", 2, 0, vec![]), now + Duration::from_secs(1));
+        let d = c.heartbeat(hb("c", 2, 1, vec![]), now + Duration::from_secs(1));
+        assert_eq!(share(&d, 100.0), 1.5);
+        // Closed-model runs have no rate to change.
+        let mut closed = ClusterState::new();
+        closed.start(serde_json::json!({}), None, Duration::ZERO, None, t0, 0);
+        assert!(!closed.set_rate(10.0, now));
     }
 
     #[test]

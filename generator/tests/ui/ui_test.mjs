@@ -39,6 +39,13 @@ try {
   if (drawn < 100) fail(`rate chart is empty (${drawn} pixels)`);
   const phase = await page.textContent("#phase");
   if (phase !== "running") fail(`phase is ${phase}, expected running`);
+  // Change the rate live: the target figure follows, then the achieved rate.
+  await page.fill("input[name=newrate]", "600");
+  await page.click("#ratebtn");
+  await page.waitForFunction(() => document.querySelector("#target").textContent === "600", null, { timeout: 5_000 })
+    .catch(() => fail("the target rate did not change"));
+  await page.waitForFunction(() => +document.querySelector("#rps").textContent > 450, null, { timeout: 15_000 })
+    .catch(() => fail("the achieved rate did not follow the new target"));
   await page.click("#stopbtn");
   await page.waitForFunction(() => document.querySelector("#phase").textContent === "finished", null, { timeout: 15_000 })
     .catch(() => fail("the run did not stop"));
