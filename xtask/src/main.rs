@@ -9,6 +9,7 @@
 //!   (see `k8s.rs`; the tests run them too).
 
 mod bench;
+mod cluster_bench;
 mod k8s;
 mod proc;
 
@@ -23,9 +24,10 @@ fn main() {
         Some("demo") => demo(&args[1..]),
         Some("ci") => ci(),
         Some("bench") => bench::main(&args[1..]),
+        Some("bench-cluster") => cluster_bench::main(&args[1..]),
         Some("k8s") => k8s::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo|ci|bench|k8s> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  k8s --target URL --image IMAGE [--workers N] [--overlay gke|local|job] [--out DIR]\n  k8s check                          every offline check of k8s/ (docs/kubernetes.md)");
+            eprintln!("usage: cargo xtask <demo|ci|bench|k8s> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  bench-cluster [--workers 20,200]   coordinator CPU with N simulated workers\n  k8s --target URL --image IMAGE [--workers N] [--overlay gke|local|job] [--out DIR]\n  k8s check                          every offline check of k8s/ (docs/kubernetes.md)");
             std::process::exit(2);
         }
     };
