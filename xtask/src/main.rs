@@ -5,8 +5,10 @@
 //! - `ci`    everything CI checks: installs the Debian packages tests need when missing,
 //!   then fmt, clippy and the whole test suite (release build: timing tests need it).
 //! - `bench` whole-system comparison against peers (see `bench.rs`).
+//! - `ebpf`  rebuild the committed eBPF object of the kernel probes (see `ebpf.rs`).
 
 mod bench;
+mod ebpf;
 mod proc;
 
 use std::process::Command;
@@ -19,8 +21,9 @@ fn main() {
         Some("demo") => demo(&args[1..]),
         Some("ci") => ci(),
         Some("bench") => bench::main(&args[1..]),
+        Some("ebpf") => ebpf::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo|ci|bench> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/");
+            eprintln!("usage: cargo xtask <demo|ci|bench|ebpf> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  ebpf                               rebuild generator-ebpf/bpf/*.o with clang");
             std::process::exit(2);
         }
     };
