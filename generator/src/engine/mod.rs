@@ -99,6 +99,7 @@ pub fn run(
         drop(tx);
         barrier.wait(); // every worker has opened its connections
         let start = Instant::now();
+        crate::probes::measure_from(start + cfg.plan.warmup);
         cpu_start = rusage();
         *start_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(start);
         barrier.wait();
