@@ -105,6 +105,8 @@ fn install_test_deps() -> Result<()> {
         ("nginx", "nginx-light"),
         ("wrk", "wrk"),
         ("h2load", "nghttp2-client"),
+        // tests/probes.rs drops capabilities with capsh
+        ("capsh", "libcap2-bin"),
     ];
     let missing: Vec<&str> = wanted
         .iter()
