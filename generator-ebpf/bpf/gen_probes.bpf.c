@@ -13,9 +13,9 @@
  * previous one (the remainder of a partial write moves the start a little later); a
  * data-ready without a send in flight is counted as unpaired and ignored.
  *
- * Histograms: values in ns (srtt in µs); 128 linear sub-buckets per power of two, so a
- * bucket is at most 1/128 (0.78%) of its value wide; the reader reports bucket midpoints
- * (error <= 0.39%). Row 0 holds values 0..127 exactly; row r >= 1 holds [2^(r+6), 2^(r+7)).
+ * Histograms: values in ns (srtt in µs); 256 linear sub-buckets per power of two, so a
+ * bucket is at most 1/256 (0.39%) of its value wide; the reader reports bucket midpoints
+ * (error <= 0.2%). Row 0 holds values 0..255 exactly; row r >= 1 holds [2^(r+7), 2^(r+8)).
  *
  * Attach points: tp_btf tracepoints (Linux 6.3+ for sock_send_length and sk_data_ready);
  * fexit/fentry and kprobe variants of the two for older kernels, chosen by the loader.
@@ -31,9 +31,9 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_SYN_SENT 2
 #define TCP_CLOSE 7
 
-#define SUB_BITS 7
+#define SUB_BITS 8
 #define SUB (1 << SUB_BITS)
-#define ROWS 35 /* row 34 holds [2^40, 2^41): about 36 minutes in ns */
+#define ROWS 34 /* row 33 holds [2^40, 2^41): about 36 minutes in ns */
 #define MAX_VALUE ((1ULL << 41) - 1)
 
 /* Histogram kinds (rows KIND * ROWS .. KIND * ROWS + ROWS - 1). Keep in step with lib.rs. */
