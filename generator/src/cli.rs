@@ -99,6 +99,12 @@ pub struct Args {
     /// No live progress line (it is also off when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
+
+    /// eBPF kernel probes (kernel latency, connect time, srtt, retransmits): auto loads them
+    /// when permitted (CAP_BPF + CAP_PERFMON, BTF) and otherwise says why in one line; on
+    /// makes that an error; off never loads them.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = crate::probes::ProbeMode::Auto)]
+    pub probes: crate::probes::ProbeMode,
 }
 
 /// Parse `500ms`, `30s`, `2m`, `1h30m`, `1.5s`, `250us`; a bare number means seconds.
@@ -172,6 +178,17 @@ pub fn main() -> i32 {
 
 /// Run a resolved configuration, print the report, return the exit code.
 pub fn run(cfg: &RunConfig) -> i32 {
+    // Kernel probes load before the connections open, so every socket is registered.
+    let probes_off = match crate::probes::start(cfg.probes) {
+        Ok(why) => why,
+        Err(e) => {
+            eprintln!("gen: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    if let Some(why) = &probes_off {
+        eprintln!("gen: kernel probes off: {why}");
+    }
     let live = cfg.progress && std::io::stderr().is_terminal();
     let rate = cfg.plan.rate();
     let outcome = crate::engine::run(cfg, |index, snap| {
@@ -197,7 +214,8 @@ pub fn run(cfg: &RunConfig) -> i32 {
         outcome.series,
         outcome.measured_s,
         outcome.cpu,
-    );
+    )
+    .with_kernel(crate::probes::finish(cfg.probes, probes_off));
     let json = report.to_json();
     if let Some(path) = &cfg.output {
         let text = serde_json::to_string_pretty(&json).unwrap_or_default();

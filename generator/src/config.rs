@@ -58,6 +58,8 @@ pub struct RunConfig {
     pub output: Option<PathBuf>,
     pub latency: bool,
     pub progress: bool,
+    /// `--probes`.
+    pub probes: crate::probes::ProbeMode,
 }
 
 impl RunConfig {
@@ -166,6 +168,7 @@ impl RunConfig {
             output: a.output.clone(),
             latency: a.latency,
             progress: !a.quiet,
+            probes: a.probes,
         })
     }
 

@@ -3,7 +3,8 @@
 //! Data flow: `cli` (flags) -> `config` (a resolved [`config::RunConfig`]) -> `plan` (one
 //! [`plan::Plan`] for every load shape) -> `engine` (pinned io_uring worker threads, one
 //! connection state machine) -> `http` (sans-io codec) -> `measure` (per-thread HDR
-//! histograms, mergeable snapshots) -> `export` (terminal and JSON reports).
+//! histograms, mergeable snapshots) -> `export` (terminal and JSON reports); `probes` (eBPF
+//! kernel timing of the same requests, optional at run time).
 
 pub mod cli;
 pub mod cluster;
@@ -13,6 +14,7 @@ pub mod export;
 pub mod http;
 pub mod measure;
 pub mod plan;
+pub mod probes;
 
 /// Entry point of the `gen` binary; returns the process exit code.
 pub fn run() -> i32 {

@@ -235,3 +235,48 @@ fn broken_documents_are_rejected() {
         "a bound run must say why"
     );
 }
+
+/// The `kernel` object (eBPF probes) validates measured, unavailable and off, and the schema
+/// rejects a measured report without its figures or an unavailable one without a reason.
+#[test]
+fn kernel_probe_figures() {
+    use generator::measure::Hist;
+    use generator::probes::{KernelFigures, KernelStatus};
+    let (totals, parts) = series(false);
+    let report = |k: KernelStatus| {
+        Report::new(
+            info(Mode::Open { rate: 210.0 }),
+            &totals,
+            &parts,
+            3.0,
+            Cpu::default(),
+        )
+        .with_kernel(k)
+        .to_json()
+    };
+    let mut latency = Hist::new();
+    latency.record_us_n(900, 600);
+    let measured = report(KernelStatus::Measured(Box::new(KernelFigures {
+        attach: "tracepoint",
+        latency,
+        connect: Hist::new(),
+        srtt: Hist::new(),
+        retransmits: 0,
+        sockets: 16,
+    })));
+    assert_valid(&measured);
+    assert_eq!(measured["kernel"]["connect_time"]["count"], 0);
+    assert_valid(&report(KernelStatus::Unavailable("no BTF".into())));
+    assert_valid(&report(KernelStatus::Off));
+
+    let v = schema();
+    let mut no_figures = measured.clone();
+    no_figures["kernel"]["latency"] = Value::Null;
+    assert!(!v.is_valid(&no_figures), "measured needs its latency");
+    let mut no_reason = report(KernelStatus::Unavailable("x".into()));
+    no_reason["kernel"]["reason"] = Value::Null;
+    assert!(!v.is_valid(&no_reason), "unavailable says why");
+    let mut figures_when_off = report(KernelStatus::Off);
+    figures_when_off["kernel"]["retransmits"] = 1.into();
+    assert!(!v.is_valid(&figures_when_off), "off has no figures");
+}

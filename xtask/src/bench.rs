@@ -8,7 +8,10 @@
 //! work on the machine hits them alike; the table shows medians. Writes
 //! `target/bench/results.md` and `target/bench/results.json`.
 //!
-//! Usage: `cargo xtask bench [--quick] [--repeat N] [--duration SECS] [--tools gen,wrk,...]`
+//! Scenario D runs gen twice per repetition at 20k req/s, kernel probes off (`gen`) and on
+//! (`gen+probes`): the probes' cost in CPU-µs per request (`--probes` runs only that).
+//!
+//! Usage: `cargo xtask bench [--quick] [--probes] [--repeat N] [--duration SECS] [--tools gen,wrk,...]`
 
 use std::fmt::Write as _;
 use std::io::Read;
@@ -29,10 +32,18 @@ enum Tool {
     Wrk,
     H2load,
     Oha,
+    /// gen with `--probes on` (plain `gen` runs with `--probes off`).
+    GenProbes,
 }
 
 impl Tool {
-    const ALL: [Tool; 4] = [Tool::Gen, Tool::Wrk, Tool::H2load, Tool::Oha];
+    const ALL: [Tool; 5] = [
+        Tool::Gen,
+        Tool::Wrk,
+        Tool::H2load,
+        Tool::Oha,
+        Tool::GenProbes,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -40,7 +51,12 @@ impl Tool {
             Tool::Wrk => "wrk",
             Tool::H2load => "h2load",
             Tool::Oha => "oha",
+            Tool::GenProbes => "gen+probes",
         }
+    }
+
+    fn is_gen(self) -> bool {
+        matches!(self, Tool::Gen | Tool::GenProbes)
     }
 }
 
@@ -53,7 +69,7 @@ struct Scenario {
 }
 
 /// The table of scenarios x tools.
-const SCENARIOS: [Scenario; 3] = [
+const SCENARIOS: [Scenario; 4] = [
     Scenario {
         id: "A",
         title: "max throughput, 64 connections",
@@ -72,7 +88,15 @@ const SCENARIOS: [Scenario; 3] = [
         rate: Some(50_000),
         tools: &[Tool::Gen],
     },
+    Scenario {
+        id: "D",
+        title: "fixed 20,000 req/s, kernel probes off vs on",
+        rate: Some(20_000),
+        tools: &[Tool::Gen, Tool::GenProbes],
+    },
 ];
+/// Goal (kernel probes issue): probes on cost at most this much more CPU per request.
+const GOAL_PROBES_OVERHEAD: f64 = 0.05;
 
 const CONNECTIONS: u32 = 64;
 /// CPU the server runs on, and CPU the generator under test runs on.
@@ -89,8 +113,12 @@ fn argv(tool: Tool, bin: &Path, s: &Scenario, secs: u64, url: &str) -> Vec<Strin
     let (c, d) = (CONNECTIONS, secs);
     let args = match (tool, s.rate) {
         // gen always gets --json: the harness reads its own report (achieved rate, lag).
-        (Tool::Gen, None) => format!("--connections {c} --threads 1 --duration {d}s --json"),
-        (Tool::Gen, Some(r)) => format!("--rate {r} --threads 1 --duration {d}s --json"),
+        (Tool::Gen | Tool::GenProbes, None) => {
+            format!("--connections {c} --threads 1 --duration {d}s --json")
+        }
+        (Tool::Gen | Tool::GenProbes, Some(r)) => {
+            format!("--rate {r} --threads 1 --duration {d}s --json")
+        }
         (Tool::Wrk, _) => format!("-t1 -c{c} -d{d}s"),
         (Tool::H2load, None) => format!("--h1 -t1 -c{c} -D {d}"),
         // h2load's --rps is per client connection.
@@ -104,7 +132,8 @@ fn argv(tool: Tool, bin: &Path, s: &Scenario, secs: u64, url: &str) -> Vec<Strin
     // GEN_BENCH_ARGS adds flags to gen's runs, e.g. "--resolution 1ms" to compare at the
     // timer granularity h2load's libev loop has.
     let extra = match tool {
-        Tool::Gen => std::env::var("GEN_BENCH_ARGS").unwrap_or_default(),
+        Tool::Gen => std::env::var("GEN_BENCH_ARGS").unwrap_or_default() + " --probes off",
+        Tool::GenProbes => std::env::var("GEN_BENCH_ARGS").unwrap_or_default() + " --probes on",
         _ => String::new(),
     };
     let args = args
@@ -122,6 +151,8 @@ struct Opts {
     repeat: usize,
     secs: u64,
     tools: Vec<Tool>,
+    /// Only this scenario (`--probes`: D).
+    only: Option<&'static str>,
 }
 
 fn parse_args(args: &[String]) -> Result<Opts> {
@@ -129,12 +160,14 @@ fn parse_args(args: &[String]) -> Result<Opts> {
         repeat: 3,
         secs: 10,
         tools: Tool::ALL.to_vec(),
+        only: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
             "--quick" => (o.repeat, o.secs) = (1, 3),
+            "--probes" => o.only = Some("D"),
             "--repeat" => o.repeat = val()?.parse().context("--repeat")?,
             "--duration" => o.secs = val()?.trim_end_matches('s').parse().context("--duration")?,
             "--tools" => {
@@ -144,7 +177,7 @@ fn parse_args(args: &[String]) -> Result<Opts> {
                     .map(|n| Tool::ALL.into_iter().find(|t| t.name() == n).with_context(|| format!("unknown tool {n:?}")))
                     .collect::<Result<_>>()?;
             }
-            other => bail!("unknown bench argument {other:?} (use --quick, --repeat N, --duration SECS, --tools gen,wrk,h2load,oha)"),
+            other => bail!("unknown bench argument {other:?} (use --quick, --probes, --repeat N, --duration SECS, --tools gen,wrk,h2load,oha,gen+probes)"),
         }
     }
     if o.repeat == 0 || o.secs == 0 {
@@ -200,7 +233,7 @@ pub fn main(args: &[String]) -> Result<()> {
     );
 
     let mut runs = Vec::new();
-    for s in &SCENARIOS {
+    for s in opts.scenarios() {
         for rep in 0..opts.repeat {
             for &tool in s.tools.iter().filter(|t| opts.tools.contains(t)) {
                 let run = match &bins[tool as usize] {
@@ -282,7 +315,7 @@ fn find_tools(wanted: &[Tool]) -> Vec<Result<PathBuf, String>> {
             if !wanted.contains(&t) {
                 return Err("not selected (--tools)".to_string());
             }
-            if t != Tool::Gen {
+            if !t.is_gen() {
                 return which(t.name()).ok_or_else(|| format!("{} not found on PATH", t.name()));
             }
             match proc::cargo(&["build", "--release", "-p", "generator"]) {
@@ -442,7 +475,7 @@ fn measure(
         _ if run.server_requests == 0 => Some("the server counted no request".into()),
         _ => None,
     };
-    if tool == Tool::Gen && run.error.is_none() {
+    if tool.is_gen() && run.error.is_none() {
         match gen_figures(&t.stdout) {
             Some(v) => run.gen = Some(v),
             None => {
@@ -616,6 +649,10 @@ fn gen_figures(stdout: &str) -> Option<Value> {
         "us_per_response": v.pointer("/cpu/us_per_response"),
         "driver": v.pointer("/run/driver"),
         "generator_bound": v.pointer("/generator_bound"),
+        "kernel_status": v.pointer("/kernel/status"),
+        "kernel_latency_p50_us": v.pointer("/kernel/latency/p50_us"),
+        "service_p50_us": v.pointer("/latency/service_time/p50_us"),
+        "overhead_p50_us": v.pointer("/kernel/generator_overhead/p50_us"),
     }))
 }
 
@@ -698,6 +735,32 @@ fn cell(runs: &[Run], s: &Scenario, tool: Tool) -> Cell {
     }
 }
 
+/// Scenario D: CPU per request with probes on over off, paired by repetition (the two runs
+/// of a pair are back to back), minus 1; the median over pairs.
+fn probes_overhead(runs: &[Run], cpu_us: &dyn Fn(&Run) -> Option<f64>) -> Option<f64> {
+    let of = |tool: Tool, rep: usize| {
+        let r = runs
+            .iter()
+            .find(|r| r.scenario == "D" && r.tool == tool && r.rep == rep)?;
+        r.error.is_none().then_some(())?;
+        cpu_us(r)
+    };
+    let reps = runs.iter().map(|r| r.rep + 1).max().unwrap_or(0);
+    median(
+        (0..reps)
+            .filter_map(|rep| Some(of(Tool::GenProbes, rep)? / of(Tool::Gen, rep)? - 1.0))
+            .collect(),
+    )
+}
+
+impl Opts {
+    fn scenarios(&self) -> impl Iterator<Item = &'static Scenario> + '_ {
+        SCENARIOS
+            .iter()
+            .filter(|s| self.only.is_none_or(|id| s.id == id))
+    }
+}
+
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map(f).unwrap_or_else(|| "-".into())
 }
@@ -773,7 +836,7 @@ fn render(o: &Opts, runs: &[Run], bins: &[Result<PathBuf, String>]) -> String {
     let _ = writeln!(md, "| scenario | tool | ok runs | server requests | req/s (count / wall) | req/s (server, mid-run) | CPU-µs/req | tool CPU (cores) | others on CPU 0 (cores) | CPU 1 busy (cores) | rate error (server, mid-run) | gen: achieved vs target | gen: lag p99 |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut cells = Vec::new();
-    for sc in &SCENARIOS {
+    for sc in o.scenarios() {
         for &t in sc.tools.iter().filter(|t| o.tools.contains(t)) {
             let c = cell(runs, sc, t);
             let n = |v: Option<f64>| opt(v, |x| format!("{x:.0}"));
@@ -836,6 +899,23 @@ fn render(o: &Opts, runs: &[Run], bins: &[Result<PathBuf, String>]) -> String {
         opt(lag, |x| format!("{x:.0} µs")),
         lag.map(|l| l < GOAL_LAG_P99_US),
     ));
+    // Whole process (GNU time: includes loading the probes, 0.05-0.1 s of CPU once) and the
+    // measured window only (gen's own rusage figure): the steady per-request cost.
+    let whole = probes_overhead(runs, &|r| r.cpu_us_per_req());
+    let steady = probes_overhead(runs, &|r| r.gen.as_ref()?["us_per_response"].as_f64());
+    goals.push((
+        "D: CPU-µs per request, kernel probes on vs off at 20k req/s (median of same-repetition pairs; GNU time, whole process) ≤ +5%".into(),
+        opt(whole, pct),
+        whole.map(|x| x <= GOAL_PROBES_OVERHEAD),
+    ));
+    goals.push((
+        "D: the same over the measured window only (gen's own CPU figure, without the one-time load) ≤ +5%".into(),
+        opt(steady, pct),
+        steady.map(|x| x <= GOAL_PROBES_OVERHEAD),
+    ));
+    if o.only.is_some() {
+        goals.retain(|(name, _, _)| o.only.is_some_and(|id| name.starts_with(id)));
+    }
     let _ = writeln!(
         md,
         "\n## Goals\n\n| goal | measured | verdict |\n|---|---|---|"
@@ -850,7 +930,7 @@ fn render(o: &Opts, runs: &[Run], bins: &[Result<PathBuf, String>]) -> String {
     }
 
     let _ = writeln!(md, "\n## Commands\n");
-    for sc in &SCENARIOS {
+    for sc in o.scenarios() {
         for &t in sc.tools.iter().filter(|t| o.tools.contains(t)) {
             let cmd = argv(t, Path::new(t.name()), sc, o.secs, "URL").join(" ");
             let _ = writeln!(md, "- {} {}: `{cmd}`", sc.id, t.name());

@@ -7,9 +7,12 @@
 //! - `bench` whole-system comparison against peers (see `bench.rs`).
 //! - `k8s`   render the Kubernetes manifests; `k8s check` runs the offline checks of `k8s/`
 //!   (see `k8s.rs`; the tests run them too).
+//! - `ebpf`  rebuild the committed eBPF object of the kernel probes (see `ebpf.rs`).
+//! - `bench-cluster` the coordinator's CPU cost with simulated workers.
 
 mod bench;
 mod cluster_bench;
+mod ebpf;
 mod k8s;
 mod proc;
 
@@ -26,8 +29,9 @@ fn main() {
         Some("bench") => bench::main(&args[1..]),
         Some("bench-cluster") => cluster_bench::main(&args[1..]),
         Some("k8s") => k8s::main(&args[1..]),
+        Some("ebpf") => ebpf::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo|ci|bench|k8s> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  bench-cluster [--workers 20,200]   coordinator CPU with N simulated workers\n  k8s --target URL --image IMAGE [--workers N] [--overlay gke|local|job] [--out DIR]\n  k8s check                          every offline check of k8s/ (docs/kubernetes.md)");
+            eprintln!("usage: cargo xtask <demo|ci|bench|bench-cluster|ebpf|k8s> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  bench-cluster [--workers 20,200]   coordinator CPU with N simulated workers\n  k8s --target URL --image IMAGE [--workers N] [--overlay gke|local|job] [--out DIR]\n  k8s check                          every offline check of k8s/ (docs/kubernetes.md)\n  ebpf                               rebuild generator-ebpf/bpf/*.o with clang");
             std::process::exit(2);
         }
     };
@@ -134,6 +138,8 @@ fn install_test_deps() -> Result<()> {
         ("promtool", "prometheus"),
         ("chromium", "chromium"),
         ("node", "nodejs"),
+        // tests/probes.rs drops capabilities with capsh
+        ("capsh", "libcap2-bin"),
     ];
     let missing: Vec<&str> = wanted
         .iter()

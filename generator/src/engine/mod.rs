@@ -112,6 +112,7 @@ pub fn run_with(
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
         }
         let start = Instant::now();
+        crate::probes::measure_from(start + cfg.plan.warmup);
         cpu_start = rusage();
         *start_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(start);
         barrier.wait();

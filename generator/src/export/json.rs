@@ -33,6 +33,7 @@ struct Doc<'a> {
     generator_bound_reasons: Vec<Reason>,
     series: Vec<Point>,
     exit_code: i32,
+    kernel: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -97,7 +98,7 @@ struct Latency {
 
 /// Summary of one histogram; every value is `null` when `count` is 0.
 #[derive(Serialize)]
-struct Summary {
+pub(super) struct Summary {
     count: u64,
     min_us: Option<u64>,
     mean_us: Option<f64>,
@@ -114,7 +115,7 @@ struct Summary {
 }
 
 impl Summary {
-    fn of(h: &Hist) -> Self {
+    pub(super) fn of(h: &Hist) -> Self {
         let some = !h.is_empty();
         let q = |q: f64| some.then(|| h.value_at_quantile(q));
         Summary {
@@ -284,6 +285,7 @@ pub(super) fn render(r: &Report) -> serde_json::Value {
             })
             .collect(),
         exit_code: r.exit_code(),
+        kernel: super::kernel::json(r),
     };
     // Serializing plain structs of numbers and strings into a Value cannot fail.
     serde_json::to_value(doc).expect("report serializes")

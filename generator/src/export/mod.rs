@@ -7,10 +7,12 @@
 //! says so loudly (see [`BoundReason`]).
 
 mod json;
+mod kernel;
 pub mod prometheus;
 mod text;
 
 use crate::measure::{ErrorKind, Snapshot};
+use crate::probes::KernelStatus;
 
 pub use text::{fmt_bytes, fmt_duration_us};
 
@@ -229,6 +231,8 @@ pub struct Report {
     measured_s: f64,
     cpu: Cpu,
     reasons: Vec<BoundReason>,
+    /// eBPF figures (or why there are none); see [`Report::with_kernel`].
+    kernel: KernelStatus,
 }
 
 impl Report {
@@ -289,6 +293,7 @@ impl Report {
             measured_s,
             cpu,
             reasons: Vec::new(),
+            kernel: KernelStatus::Off,
         };
         r.reasons = r.judge();
         r
@@ -322,6 +327,17 @@ impl Report {
             });
         }
         reasons
+    }
+
+    /// Adds what the kernel probes measured (or why they did not run).
+    pub fn with_kernel(mut self, kernel: KernelStatus) -> Report {
+        self.kernel = kernel;
+        self
+    }
+
+    /// The kernel probes' figures or status.
+    pub fn kernel(&self) -> &KernelStatus {
+        &self.kernel
     }
 
     /// The run description.

@@ -13,9 +13,9 @@ const DISTRIBUTION: [f64; 9] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9999, 0.999
 /// Spectrum density: lines per halving of the remaining tail (wrk2 uses 5).
 const SPECTRUM_TICKS: u32 = 5;
 /// Width of the latency table's row labels.
-const LABEL: usize = 20;
+pub(super) const LABEL: usize = 20;
 /// Width of each latency table column (values are at most 8 characters wide).
-const COL: usize = 10;
+pub(super) const COL: usize = 10;
 
 /// Formats microseconds with two decimals in the largest unit that keeps the number below
 /// 1000: `µs`, `ms`, `s`; minutes (`min`) and hours (`h`) past 60 s and 60 min.
@@ -56,7 +56,7 @@ fn fmt_rate(r: f64) -> String {
 }
 
 /// One latency table row: the summary columns, or dashes when nothing was recorded.
-fn latency_row(out: &mut String, label: &str, h: &Hist) {
+pub(super) fn latency_row(out: &mut String, label: &str, h: &Hist) {
     let _ = write!(out, "  {label:<LABEL$}");
     if h.is_empty() {
         for _ in 0..8 {
@@ -235,6 +235,7 @@ pub(super) fn render(r: &Report, full_latency: bool) -> String {
         &format!("connect ({})", t.connect.count()),
         &t.connect,
     );
+    super::kernel::text_rows(&mut out, r);
     if full_latency {
         distribution(&mut out, &t.response);
     }
@@ -259,6 +260,7 @@ pub(super) fn render(r: &Report, full_latency: bool) -> String {
         let _ = write!(out, ", {} per response", fmt_duration_us(per));
     }
     out.push('\n');
+    super::kernel::text_line(&mut out, r);
 
     if r.generator_bound() {
         out.push_str(
