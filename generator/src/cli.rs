@@ -99,6 +99,22 @@ pub struct Args {
     /// No live progress line (it is also off when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
+
+    /// https: accept any server certificate (handshake signatures are still checked).
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+
+    /// https: trust only the CA certificates in this PEM file (default: the system store).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// https: client certificate chain (PEM), sent when the server asks; needs --key.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// https: private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
 }
 
 /// Parse `500ms`, `30s`, `2m`, `1h30m`, `1.5s`, `250us`; a bare number means seconds.

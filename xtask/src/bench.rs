@@ -8,7 +8,12 @@
 //! work on the machine hits them alike; the table shows medians. Writes
 //! `target/bench/results.md` and `target/bench/results.json`.
 //!
-//! Usage: `cargo xtask bench [--quick] [--repeat N] [--duration SECS] [--tools gen,wrk,...]`
+//! Scenario D is the same `return 200` over HTTPS (nginx `ssl`, a self-signed certificate
+//! generated per run; gen and oha with `--insecure`), keep-alive, so it measures the
+//! per-request cost of TLS records, not handshakes.
+//!
+//! Usage: `cargo xtask bench [--quick] [--repeat N] [--duration SECS] [--tools gen,wrk,...]
+//! [--scenarios A,D]`
 
 use std::fmt::Write as _;
 use std::io::Read;
@@ -50,27 +55,39 @@ struct Scenario {
     /// Fixed request rate (open model), or `None` for maximum throughput.
     rate: Option<u32>,
     tools: &'static [Tool],
+    /// Over HTTPS (nginx `ssl`, keep-alive: one handshake per connection, then records).
+    tls: bool,
 }
 
 /// The table of scenarios x tools.
-const SCENARIOS: [Scenario; 3] = [
+const SCENARIOS: [Scenario; 4] = [
     Scenario {
         id: "A",
         title: "max throughput, 64 connections",
         rate: None,
         tools: &[Tool::Gen, Tool::Wrk, Tool::H2load, Tool::Oha],
+        tls: false,
     },
     Scenario {
         id: "B",
         title: "fixed 20,000 req/s",
         rate: Some(20_000),
         tools: &[Tool::Gen, Tool::H2load, Tool::Oha],
+        tls: false,
     },
     Scenario {
         id: "C",
         title: "50,000 req/s on one generator core",
         rate: Some(50_000),
         tools: &[Tool::Gen],
+        tls: false,
+    },
+    Scenario {
+        id: "D",
+        title: "HTTPS max throughput, 64 connections",
+        rate: None,
+        tools: &[Tool::Gen, Tool::H2load, Tool::Oha],
+        tls: true,
     },
 ];
 
@@ -103,10 +120,14 @@ fn argv(tool: Tool, bin: &Path, s: &Scenario, secs: u64, url: &str) -> Vec<Strin
     };
     // GEN_BENCH_ARGS adds flags to gen's runs, e.g. "--resolution 1ms" to compare at the
     // timer granularity h2load's libev loop has.
-    let extra = match tool {
+    let mut extra = match tool {
         Tool::Gen => std::env::var("GEN_BENCH_ARGS").unwrap_or_default(),
         _ => String::new(),
     };
+    // The bench's certificate is self-signed; h2load does not verify certificates.
+    if s.tls && matches!(tool, Tool::Gen | Tool::Oha) {
+        extra.push_str(" --insecure");
+    }
     let args = args
         .split_whitespace()
         .chain(extra.split_whitespace())
@@ -122,6 +143,8 @@ struct Opts {
     repeat: usize,
     secs: u64,
     tools: Vec<Tool>,
+    /// Scenario ids to run (`--scenarios A,D`); all by default.
+    scenarios: Vec<String>,
 }
 
 fn parse_args(args: &[String]) -> Result<Opts> {
@@ -129,6 +152,7 @@ fn parse_args(args: &[String]) -> Result<Opts> {
         repeat: 3,
         secs: 10,
         tools: Tool::ALL.to_vec(),
+        scenarios: SCENARIOS.iter().map(|s| s.id.to_string()).collect(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -144,7 +168,13 @@ fn parse_args(args: &[String]) -> Result<Opts> {
                     .map(|n| Tool::ALL.into_iter().find(|t| t.name() == n).with_context(|| format!("unknown tool {n:?}")))
                     .collect::<Result<_>>()?;
             }
-            other => bail!("unknown bench argument {other:?} (use --quick, --repeat N, --duration SECS, --tools gen,wrk,h2load,oha)"),
+            "--scenarios" => {
+                o.scenarios = val()?.split(',').map(String::from).collect();
+                if let Some(bad) = o.scenarios.iter().find(|id| !SCENARIOS.iter().any(|s| s.id == id.as_str())) {
+                    bail!("unknown scenario {bad:?} (use A, B, C, D)");
+                }
+            }
+            other => bail!("unknown bench argument {other:?} (use --quick, --repeat N, --duration SECS, --tools gen,wrk,h2load,oha, --scenarios A,B,C,D)"),
         }
     }
     if o.repeat == 0 || o.secs == 0 {
@@ -194,13 +224,17 @@ pub fn main(args: &[String]) -> Result<()> {
     let bins = find_tools(&opts.tools);
     let nginx = Nginx::start(&dir)?;
     let url = format!("http://{}/", nginx.load_addr);
+    let tls_url = format!("https://{}/", nginx.tls_addr);
     println!(
         "nginx (CPU {SERVER_CPU}) on {url}; tools on CPU {TOOL_CPU}; {} run(s) of {} s each\n",
         opts.repeat, opts.secs
     );
 
     let mut runs = Vec::new();
-    for s in &SCENARIOS {
+    for s in SCENARIOS
+        .iter()
+        .filter(|s| opts.scenarios.iter().any(|id| id == s.id))
+    {
         for rep in 0..opts.repeat {
             for &tool in s.tools.iter().filter(|t| opts.tools.contains(t)) {
                 let run = match &bins[tool as usize] {
@@ -211,7 +245,7 @@ pub fn main(args: &[String]) -> Result<()> {
                         s,
                         rep,
                         opts.secs,
-                        argv(tool, bin, s, opts.secs, &url),
+                        argv(tool, bin, s, opts.secs, if s.tls { &tls_url } else { &url }),
                     )?,
                     Err(why) => Run::failed(s, tool, rep, why.clone()),
                 };
@@ -316,17 +350,25 @@ struct Nginx {
     server: proc::Server,
     load_addr: String,
     status_addr: String,
+    /// The same `return 200` over HTTPS (self-signed certificate, generated per run).
+    tls_addr: String,
 }
 
 impl Nginx {
     fn start(dir: &Path) -> Result<Nginx> {
         // Two free ports: bound together so they differ, released just before nginx binds them.
-        let (l1, l2) = (
+        let (l1, l2, l3) = (
+            TcpListener::bind("127.0.0.1:0")?,
             TcpListener::bind("127.0.0.1:0")?,
             TcpListener::bind("127.0.0.1:0")?,
         );
         let (load_addr, status_addr) = (l1.local_addr()?.to_string(), l2.local_addr()?.to_string());
-        drop((l1, l2));
+        let tls_addr = l3.local_addr()?.to_string();
+        drop((l1, l2, l3));
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .context("generating the TLS certificate")?;
+        std::fs::write(dir.join("tls.pem"), ck.cert.pem())?;
+        std::fs::write(dir.join("tls-key.pem"), ck.signing_key.serialize_pem())?;
         let conf = format!(
             "worker_processes 1;\npid nginx.pid;\nerror_log error.log warn;\n\
              events {{ worker_connections 4096; }}\n\
@@ -334,7 +376,9 @@ impl Nginx {
              \x20 client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;\n\
              \x20 uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;\n\
              \x20 server {{ listen {load_addr}; location / {{ return 200; }} }}\n\
-             \x20 server {{ listen {status_addr}; location = /status {{ stub_status; }} }}\n}}\n"
+             \x20 server {{ listen {status_addr}; location = /status {{ stub_status; }} }}\n\
+             \x20 server {{ listen {tls_addr} ssl; ssl_certificate tls.pem; ssl_certificate_key tls-key.pem;\n\
+             \x20   location / {{ return 200; }} }}\n}}\n"
         );
         std::fs::write(dir.join("nginx.conf"), conf)?;
         let _ = std::fs::remove_file(dir.join("error.log"));
@@ -353,6 +397,7 @@ impl Nginx {
             },
             load_addr,
             status_addr,
+            tls_addr,
         };
         let t0 = Instant::now();
         while n.requests().is_err() {
@@ -773,7 +818,10 @@ fn render(o: &Opts, runs: &[Run], bins: &[Result<PathBuf, String>]) -> String {
     let _ = writeln!(md, "| scenario | tool | ok runs | server requests | req/s (count / wall) | req/s (server, mid-run) | CPU-µs/req | tool CPU (cores) | others on CPU 0 (cores) | CPU 1 busy (cores) | rate error (server, mid-run) | gen: achieved vs target | gen: lag p99 |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut cells = Vec::new();
-    for sc in &SCENARIOS {
+    for sc in SCENARIOS
+        .iter()
+        .filter(|s| o.scenarios.iter().any(|id| id == s.id))
+    {
         for &t in sc.tools.iter().filter(|t| o.tools.contains(t)) {
             let c = cell(runs, sc, t);
             let n = |v: Option<f64>| opt(v, |x| format!("{x:.0}"));
@@ -850,7 +898,10 @@ fn render(o: &Opts, runs: &[Run], bins: &[Result<PathBuf, String>]) -> String {
     }
 
     let _ = writeln!(md, "\n## Commands\n");
-    for sc in &SCENARIOS {
+    for sc in SCENARIOS
+        .iter()
+        .filter(|s| o.scenarios.iter().any(|id| id == s.id))
+    {
         for &t in sc.tools.iter().filter(|t| o.tools.contains(t)) {
             let cmd = argv(t, Path::new(t.name()), sc, o.secs, "URL").join(" ");
             let _ = writeln!(md, "- {} {}: `{cmd}`", sc.id, t.name());
