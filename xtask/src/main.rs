@@ -102,6 +102,8 @@ fn install_test_deps() -> Result<()> {
         ("nginx", "nginx-light"),
         ("wrk", "wrk"),
         ("h2load", "nghttp2-client"),
+        // The system CA store: gen's https default (a test checks it rejects a self-signed server).
+        ("update-ca-certificates", "ca-certificates"),
     ];
     let missing: Vec<&str> = wanted
         .iter()

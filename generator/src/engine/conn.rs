@@ -572,6 +572,139 @@ mod tests {
         assert_eq!(c.rx_timestamp(), None);
     }
 
+    /// The TLS receive path over an in-memory rustls server: session tickets on an idle
+    /// connection, a response split across receives (and records), unsolicited data, and
+    /// close_notify in the middle of a response.
+    #[test]
+    fn tls_receives_are_decrypted_and_classified() {
+        use crate::http::tls::{Status, TlsClient, TlsOptions, TlsSession};
+        use rustls::pki_types::PrivatePkcs8KeyDer;
+        use std::io::Write;
+        use std::sync::Arc;
+
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+        let server_cfg = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key.into())
+            .unwrap(),
+        );
+        let opts = TlsOptions {
+            insecure: true,
+            ..TlsOptions::default()
+        };
+        let client = TlsClient::new(&opts, "localhost").unwrap();
+        // Server -> client bytes, through the receive path the drivers use.
+        fn deliver(c: &mut Conn, s: &mut rustls::ServerConnection, now: u64) -> Vec<RecvOutcome> {
+            let mut wire = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut wire).unwrap();
+            }
+            let mut outs = Vec::new();
+            // Two receives: the split falls inside a record.
+            let mid = wire.len() / 2;
+            for part in [&wire[..mid], &wire[mid..]] {
+                let msg = c.rx_msg();
+                // SAFETY: msg's single iovec points at free space in the session's buffer.
+                let (base, len) =
+                    unsafe { ((*(*msg).msg_iov).iov_base, (*(*msg).msg_iov).iov_len) };
+                assert!(part.len() <= len);
+                // SAFETY: as above, `part.len() <= len`.
+                unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), base.cast(), part.len()) };
+                outs.push(c.on_recv(part.len() as i32, now));
+            }
+            outs
+        }
+        fn to_server(c: &mut Conn, s: &mut rustls::ServerConnection) {
+            let t = c.tls.as_mut().unwrap();
+            let mut tx = t.tx();
+            while !tx.is_empty() {
+                s.read_tls(&mut tx).unwrap();
+            }
+            t.sent_all();
+            s.process_new_packets().unwrap();
+        }
+        let connect = |s: &mut rustls::ServerConnection| {
+            let mut c = ready();
+            c.tls = Some(Box::new(TlsSession::new(64)));
+            c.tls.as_mut().unwrap().start(&client).unwrap();
+            for _ in 0..4 {
+                to_server(&mut c, s);
+                let mut wire = Vec::new();
+                while s.wants_write() {
+                    s.write_tls(&mut wire).unwrap();
+                }
+                let t = c.tls.as_mut().unwrap();
+                let (ptr, _) = t.rx_space();
+                // SAFETY: handshake flights are far smaller than the inbound buffer.
+                unsafe { std::ptr::copy_nonoverlapping(wire.as_ptr(), ptr, wire.len()) };
+                t.received(wire.len());
+                if t.drive(None, |_| true) == Ok(Status::Open) {
+                    break;
+                }
+            }
+            to_server(&mut c, s); // our Finished; the server answers with tickets
+            c
+        };
+
+        let mut s = rustls::ServerConnection::new(server_cfg.clone()).unwrap();
+        let mut c = connect(&mut s);
+        // Tickets on the idle connection: nothing to report, keep receiving.
+        assert_eq!(
+            deliver(&mut c, &mut s, 5),
+            [RecvOutcome::More, RecvOutcome::More]
+        );
+        c.begin(0, 10, false);
+        let req = b"GET / HTTP/1.1\r\n\r\n";
+        assert_eq!(
+            c.tls.as_mut().unwrap().drive(Some(req), |_| true),
+            Ok(Status::Open)
+        );
+        to_server(&mut c, &mut s);
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        s.writer().write_all(resp).unwrap();
+        let outs = deliver(&mut c, &mut s, 20);
+        assert_eq!(
+            outs[0],
+            RecvOutcome::More,
+            "half a record decrypts to nothing"
+        );
+        match &outs[1] {
+            RecvOutcome::Complete { done, clean } => assert!(done.status == 200 && *clean),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            c.req.bytes,
+            resp.len() as u64,
+            "plaintext bytes are counted"
+        );
+        assert_eq!((c.req.first_byte, c.req.done), (20, 20));
+        c.phase = Phase::Ready;
+        // Data nobody asked for on an idle connection closes it (no request lost).
+        s.writer().write_all(b"surprise").unwrap();
+        assert_eq!(deliver(&mut c, &mut s, 30)[1], RecvOutcome::IdleClosed);
+
+        // close_notify in the middle of a response: the same as a TCP close there.
+        let mut s = rustls::ServerConnection::new(server_cfg).unwrap();
+        let mut c = connect(&mut s);
+        c.begin(0, 10, false);
+        s.writer()
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nhel")
+            .unwrap();
+        s.send_close_notify();
+        let outs = deliver(&mut c, &mut s, 40);
+        assert_eq!(
+            outs.last(),
+            Some(&RecvOutcome::Fail(ErrorKind::Closed)),
+            "{outs:?}"
+        );
+    }
+
     #[test]
     fn big_header_block_grows_buffer_then_fails_cleanly() {
         let mut c = ready();
