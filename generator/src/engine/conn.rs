@@ -577,23 +577,12 @@ mod tests {
     /// close_notify in the middle of a response.
     #[test]
     fn tls_receives_are_decrypted_and_classified() {
+        use crate::http::tls::testkit::{from_server, pki, server_config, to_client, to_server};
         use crate::http::tls::{Status, TlsClient, TlsOptions, TlsSession};
-        use rustls::pki_types::PrivatePkcs8KeyDer;
         use std::io::Write;
-        use std::sync::Arc;
 
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
-        let server_cfg = Arc::new(
-            rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![ck.cert.der().clone()], key.into())
-            .unwrap(),
-        );
+        let p = pki("conn");
+        let server_cfg = server_config(&p);
         let opts = TlsOptions {
             insecure: true,
             ..TlsOptions::default()
@@ -601,10 +590,7 @@ mod tests {
         let client = TlsClient::new(&opts, "localhost").unwrap();
         // Server -> client bytes, through the receive path the drivers use.
         fn deliver(c: &mut Conn, s: &mut rustls::ServerConnection, now: u64) -> Vec<RecvOutcome> {
-            let mut wire = Vec::new();
-            while s.wants_write() {
-                s.write_tls(&mut wire).unwrap();
-            }
+            let wire = from_server(s);
             let mut outs = Vec::new();
             // Two receives: the split falls inside a record.
             let mid = wire.len() / 2;
@@ -620,35 +606,20 @@ mod tests {
             }
             outs
         }
-        fn to_server(c: &mut Conn, s: &mut rustls::ServerConnection) {
-            let t = c.tls.as_mut().unwrap();
-            let mut tx = t.tx();
-            while !tx.is_empty() {
-                s.read_tls(&mut tx).unwrap();
-            }
-            t.sent_all();
-            s.process_new_packets().unwrap();
-        }
         let connect = |s: &mut rustls::ServerConnection| {
             let mut c = ready();
-            c.tls = Some(Box::new(TlsSession::new(64)));
-            c.tls.as_mut().unwrap().start(&client).unwrap();
+            let mut t = Box::new(TlsSession::new(64));
+            t.start(&client).unwrap();
             for _ in 0..4 {
-                to_server(&mut c, s);
-                let mut wire = Vec::new();
-                while s.wants_write() {
-                    s.write_tls(&mut wire).unwrap();
-                }
-                let t = c.tls.as_mut().unwrap();
-                let (ptr, _) = t.rx_space();
-                // SAFETY: handshake flights are far smaller than the inbound buffer.
-                unsafe { std::ptr::copy_nonoverlapping(wire.as_ptr(), ptr, wire.len()) };
-                t.received(wire.len());
+                to_server(&mut t, s).unwrap();
+                to_client(&mut t, &from_server(s));
                 if t.drive(None, |_| true) == Ok(Status::Open) {
                     break;
                 }
             }
-            to_server(&mut c, s); // our Finished; the server answers with tickets
+            // Our Finished: the server answers with session tickets, left for the test.
+            to_server(&mut t, s).unwrap();
+            c.tls = Some(t);
             c
         };
 
@@ -661,11 +632,9 @@ mod tests {
         );
         c.begin(0, 10, false);
         let req = b"GET / HTTP/1.1\r\n\r\n";
-        assert_eq!(
-            c.tls.as_mut().unwrap().drive(Some(req), |_| true),
-            Ok(Status::Open)
-        );
-        to_server(&mut c, &mut s);
+        let t = c.tls.as_mut().unwrap();
+        assert_eq!(t.drive(Some(req), |_| true), Ok(Status::Open));
+        to_server(t, &mut s).unwrap();
         let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
         s.writer().write_all(resp).unwrap();
         let outs = deliver(&mut c, &mut s, 20);
@@ -703,6 +672,7 @@ mod tests {
             Some(&RecvOutcome::Fail(ErrorKind::Closed)),
             "{outs:?}"
         );
+        std::fs::remove_dir_all(&p.dir).unwrap();
     }
 
     #[test]

@@ -431,20 +431,23 @@ impl TlsSession {
     }
 }
 
+/// In-memory TLS server plumbing for unit tests (this module's and the engine's).
 #[cfg(test)]
-mod tests {
+pub(crate) mod testkit {
     use super::*;
     use rustls::pki_types::PrivatePkcs8KeyDer;
     use rustls::ServerConnection;
-    use std::io::{Read, Write};
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
 
-    struct Pki {
-        cert: CertificateDer<'static>,
-        key: PrivateKeyDer<'static>,
-        dir: PathBuf,
+    /// A self-signed certificate for `localhost`, also written as `cert.pem`/`key.pem`.
+    pub struct Pki {
+        pub cert: CertificateDer<'static>,
+        pub key: PrivateKeyDer<'static>,
+        pub dir: PathBuf,
     }
 
-    fn pki(tag: &str) -> Pki {
+    pub fn pki(tag: &str) -> Pki {
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let dir = std::env::temp_dir().join(format!("gen-tls-unit-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -457,11 +460,7 @@ mod tests {
         }
     }
 
-    fn server(p: &Pki) -> ServerConnection {
-        ServerConnection::new(server_config(p)).unwrap()
-    }
-
-    fn server_config(p: &Pki) -> Arc<rustls::ServerConfig> {
+    pub fn server_config(p: &Pki) -> Arc<rustls::ServerConfig> {
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -472,25 +471,46 @@ mod tests {
         Arc::new(cfg)
     }
 
-    /// Moves everything the client has to send into the server, and back.
-    fn pump(c: &mut TlsSession, s: &mut ServerConnection) -> Result<Status, TlsError> {
+    pub fn server(p: &Pki) -> ServerConnection {
+        ServerConnection::new(server_config(p)).unwrap()
+    }
+
+    /// Everything the client has queued, into the server, which processes it.
+    pub fn to_server(c: &mut TlsSession, s: &mut ServerConnection) -> Result<(), TlsError> {
+        let mut tx = c.tx();
+        while !tx.is_empty() {
+            s.read_tls(&mut tx).unwrap();
+        }
+        c.sent_all();
+        s.process_new_packets().map_err(TlsError::Rustls)?;
+        Ok(())
+    }
+
+    /// Everything the server has queued, as wire bytes.
+    pub fn from_server(s: &mut ServerConnection) -> Vec<u8> {
+        let mut wire = Vec::new();
+        while s.wants_write() {
+            s.write_tls(&mut wire).unwrap();
+        }
+        wire
+    }
+
+    /// Wire bytes into the session's inbound buffer, as a receive would put them.
+    pub fn to_client(c: &mut TlsSession, wire: &[u8]) {
+        let (ptr, len) = c.rx_space();
+        assert!(wire.len() <= len);
+        // SAFETY: ptr points at `len >= wire.len()` writable bytes of the session's buffer.
+        unsafe { std::ptr::copy_nonoverlapping(wire.as_ptr(), ptr, wire.len()) };
+        c.received(wire.len());
+    }
+
+    /// Runs the handshake: client and server flights back and forth until the client is
+    /// open with nothing left to send (or fails).
+    pub fn pump(c: &mut TlsSession, s: &mut ServerConnection) -> Result<Status, TlsError> {
         let mut status = Status::Handshaking;
         for _ in 0..10 {
-            let mut tx = c.tx();
-            while !tx.is_empty() {
-                s.read_tls(&mut tx).unwrap();
-            }
-            c.sent_all();
-            s.process_new_packets().map_err(TlsError::Rustls)?;
-            let mut wire = Vec::new();
-            while s.wants_write() {
-                s.write_tls(&mut wire).unwrap();
-            }
-            let (ptr, len) = c.rx_space();
-            assert!(wire.len() <= len);
-            // SAFETY: ptr points at `len` writable bytes of the session's buffer.
-            unsafe { std::ptr::copy_nonoverlapping(wire.as_ptr(), ptr, wire.len()) };
-            c.received(wire.len());
+            to_server(c, s)?;
+            to_client(c, &from_server(s));
             status = c.drive(None, |_| true)?;
             if status == Status::Open && c.tx().is_empty() {
                 break;
@@ -498,6 +518,52 @@ mod tests {
         }
         Ok(status)
     }
+
+    /// Counts allocations made by threads that switched counting on (only those).
+    struct Counting;
+
+    thread_local! {
+        static COUNT: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+
+    // SAFETY: forwards every call to the system allocator; only counts.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
+            // SAFETY: the caller's contract is the system allocator's.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: as above.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
+            // SAFETY: as above.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOC: Counting = Counting;
+
+    /// Runs `f` and returns its result with the heap allocations it made on this thread.
+    pub fn counted_allocs<T>(f: impl FnOnce() -> T) -> (T, u64) {
+        COUNT.with(|c| c.set(Some(0)));
+        let r = f();
+        let n = COUNT.with(|c| c.replace(None)).unwrap_or(0);
+        (r, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::{from_server, pki, pump, server, server_config, to_client, to_server};
+    use super::*;
+    use rustls::ServerConnection;
+    use std::io::{Read, Write};
 
     #[test]
     fn handshake_request_response_and_resumption_in_memory() {
@@ -520,26 +586,14 @@ mod tests {
 
         // The request is encrypted into the session's buffer; the server reads it back.
         assert_eq!(c.drive(Some(req), |_| true), Ok(Status::Open));
-        let mut tx = c.tx();
-        while !tx.is_empty() {
-            s.read_tls(&mut tx).unwrap();
-        }
-        c.sent_all();
-        s.process_new_packets().unwrap();
+        to_server(&mut c, &mut s).unwrap();
         let mut got = vec![0; req.len()];
         s.reader().read_exact(&mut got).unwrap();
         assert_eq!(&got[..], &req[..]);
 
         // The response comes back through on_data.
         s.writer().write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
-        let mut wire = Vec::new();
-        while s.wants_write() {
-            s.write_tls(&mut wire).unwrap();
-        }
-        let (ptr, _) = c.rx_space();
-        // SAFETY: as in `pump` (the test response is far smaller than the buffer).
-        unsafe { std::ptr::copy_nonoverlapping(wire.as_ptr(), ptr, wire.len()) };
-        c.received(wire.len());
+        to_client(&mut c, &from_server(&mut s));
         let mut plain = Vec::new();
         let st = c.drive(None, |d| {
             plain.extend_from_slice(d);
@@ -623,6 +677,65 @@ mod tests {
             e.contains("key.pem") && e.contains("no PEM certificate"),
             "{e}"
         );
+        std::fs::remove_dir_all(&p.dir).unwrap();
+    }
+
+    /// Heap allocations on the client side per keep-alive request once connected: sealing
+    /// the request and opening the response (the tutorial's `POST /metrics`), counted by
+    /// a global allocator switched on around the client's calls only. The figure is
+    /// rustls' own (one Vec per record each way, docs/tls.md); gen's code adds none.
+    #[test]
+    fn client_allocations_per_request_once_connected() {
+        use super::testkit::counted_allocs;
+        let p = pki("alloc");
+        let client = TlsClient::new(
+            &TlsOptions {
+                insecure: true,
+                ..TlsOptions::default()
+            },
+            "localhost",
+        )
+        .unwrap();
+        let req = b"POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 60\r\n\r\ndeviceid=0b0c4d5e-aaaa-bbbb-cccc-0123456789ab&timestamp=12345";
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 70\r\n\r\n/metrics - device: 0b0c4d5e-aaaa-bbbb-cccc-0123456789ab, timestamp: 1\n";
+        let mut c = TlsSession::new(req.len());
+        let mut s = server(&p);
+        c.start(&client).unwrap();
+        assert_eq!(pump(&mut c, &mut s), Ok(Status::Open));
+        to_server(&mut c, &mut s).unwrap();
+        to_client(&mut c, &from_server(&mut s)); // session tickets
+        assert_eq!(c.drive(None, |_| true), Ok(Status::Open));
+        let n = 1000;
+        let mut got = vec![0u8; req.len()];
+        let mut allocs = 0;
+        for i in 0..n + 10 {
+            if i == 10 {
+                // The first requests may size things once (rustls' queues); count after.
+                allocs = 0;
+            }
+            let (sealed, a) = counted_allocs(|| c.drive(Some(req), |_| true));
+            assert_eq!(sealed, Ok(Status::Open));
+            allocs += a;
+            to_server(&mut c, &mut s).unwrap();
+            s.reader().read_exact(&mut got).unwrap();
+            assert_eq!(&got[..], &req[..]);
+            s.writer().write_all(resp).unwrap();
+            to_client(&mut c, &from_server(&mut s));
+            let mut plain = 0;
+            let (opened, a) = counted_allocs(|| {
+                c.drive(None, |d| {
+                    plain += d.len();
+                    false
+                })
+            });
+            assert_eq!(opened, Ok(Status::Open));
+            assert_eq!(plain, resp.len());
+            allocs += a;
+        }
+        let per_request = allocs as f64 / f64::from(n);
+        println!("client-side TLS allocations per request: {per_request:.2}");
+        assert!(per_request <= 2.0, "{per_request} allocations per request");
+        assert!(per_request >= 1.0, "the counter counts: {per_request}");
         std::fs::remove_dir_all(&p.dir).unwrap();
     }
 }
