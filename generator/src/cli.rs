@@ -105,6 +105,21 @@ pub struct Args {
     /// makes that an error; off never loads them.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = crate::probes::ProbeMode::Auto)]
     pub probes: crate::probes::ProbeMode,
+    /// https: accept any server certificate (handshake signatures are still checked).
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+
+    /// https: trust only the CA certificates in this PEM file (default: the system store).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// https: client certificate chain (PEM), sent when the server asks; needs --key.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// https: private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
 }
 
 /// Parse `500ms`, `30s`, `2m`, `1h30m`, `1.5s`, `250us`; a bare number means seconds.

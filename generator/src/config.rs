@@ -11,6 +11,7 @@ use crate::cli::Args;
 use crate::export::{Mode, RunInfo};
 use crate::http::request::{parse_header_arg, RequestError, RequestSpec};
 use crate::http::target::{Target, TargetError};
+use crate::http::tls::{TlsClient, TlsConfigError, TlsOptions};
 use crate::plan::{Load, Plan};
 
 /// Why a command line cannot run. Each message names the bad value.
@@ -22,8 +23,8 @@ pub enum ConfigError {
     Target(#[from] TargetError),
     #[error(transparent)]
     Request(#[from] RequestError),
-    #[error("{target}: https targets need TLS, which this build does not support yet")]
-    Tls { target: String },
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
     #[error("invalid rate {0} (must be a positive number of requests per second)")]
     Rate(f64),
     #[error("invalid {flag} {value} (must be at least 1)")]
@@ -60,6 +61,8 @@ pub struct RunConfig {
     pub progress: bool,
     /// `--probes`.
     pub probes: crate::probes::ProbeMode,
+    /// https: the TLS client configuration (None for http).
+    pub tls: Option<TlsClient>,
 }
 
 impl RunConfig {
@@ -70,11 +73,17 @@ impl RunConfig {
             .or(a.url.as_ref())
             .ok_or(ConfigError::NoTarget)?;
         let target = Target::parse(url)?;
-        if target.is_tls() {
-            return Err(ConfigError::Tls {
-                target: url.clone(),
-            });
-        }
+        let tls = if target.is_tls() {
+            let opts = TlsOptions {
+                insecure: a.insecure,
+                cacert: a.cacert.clone(),
+                cert: a.cert.clone(),
+                key: a.key.clone(),
+            };
+            Some(TlsClient::new(&opts, target.host())?)
+        } else {
+            None
+        };
         let load = match a.rate {
             Some(r) if r.is_finite() && r > 0.0 => Load::Open { rate: r },
             Some(r) => return Err(ConfigError::Rate(r)),
@@ -169,6 +178,7 @@ impl RunConfig {
             latency: a.latency,
             progress: !a.quiet,
             probes: a.probes,
+            tls,
         })
     }
 
@@ -240,6 +250,19 @@ mod tests {
         );
         assert!(msg(&["-H", "nocolon", "http://127.0.0.1/"]).contains("nocolon"));
         assert!(msg(&[]).contains("no target"));
+    }
+
+    #[test]
+    fn https_builds_tls_and_names_bad_files() {
+        let c = cfg(&["--insecure", "https://127.0.0.1:9/"]).unwrap();
+        assert!(c.tls.is_some());
+        assert!(cfg(&["http://127.0.0.1:9/"]).unwrap().tls.is_none());
+        let msg = |a: &[&str]| cfg(a).unwrap_err().to_string();
+        assert!(
+            msg(&["--cacert", "/nonexistent/ca.pem", "https://127.0.0.1/"])
+                .contains("/nonexistent/ca.pem")
+        );
+        assert!(msg(&["--insecure", "--key", "/k.pem", "https://127.0.0.1/"]).contains("--cert"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! naming it, with exit code 2.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -48,6 +49,27 @@ pub struct Cli {
     #[arg(long, value_name = "MS", default_value = "1000",
           value_parser = clap::value_parser!(u64).range(0..=3_600_000), allow_hyphen_values = true)]
     pub stall_signal_ms: u64,
+
+    /// Serve HTTPS (HTTP/1.1 over TLS) with a self-signed certificate generated at start
+    /// for localhost, 127.0.0.1 and ::1 (or the --tls-cert/--tls-key files).
+    #[arg(long)]
+    pub tls: bool,
+
+    /// TLS certificate chain (PEM); implies --tls; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Write the generated certificate (PEM) to this file, for clients' --cacert.
+    #[arg(long, value_name = "FILE", conflicts_with = "tls_cert")]
+    pub tls_cert_out: Option<PathBuf>,
+
+    /// Require TLS client certificates signed by a CA in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 fn parse_dist(s: &str) -> Result<DelayDist, knobs::KnobError> {
@@ -55,6 +77,19 @@ fn parse_dist(s: &str) -> Result<DelayDist, knobs::KnobError> {
 }
 
 impl Cli {
+    /// The TLS settings when HTTPS is on (`--tls`, or any TLS file flag).
+    pub fn tls(&self) -> Option<crate::tls::TlsSettings> {
+        let on = self.tls
+            || self.tls_cert.is_some()
+            || self.tls_cert_out.is_some()
+            || self.tls_client_ca.is_some();
+        on.then(|| crate::tls::TlsSettings {
+            files: self.tls_cert.clone().zip(self.tls_key.clone()),
+            cert_out: self.tls_cert_out.clone(),
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
     /// The delay distribution in force, if any (`--delay D` is `fixed:D`).
     pub fn delay_dist(&self) -> Option<DelayDist> {
         match (self.delay, self.delay_dist) {
@@ -123,6 +158,12 @@ mod tests {
         assert_eq!(c.max_concurrency, None);
         assert_eq!(c.stall_signal_ms, 1000);
         assert_eq!(c.workers, None);
+        assert_eq!(c.tls(), None);
+        let t = cli(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])
+            .tls()
+            .unwrap();
+        assert_eq!(t.files, Some(("c.pem".into(), "k.pem".into())));
+        assert!(cli(&["--tls"]).tls().unwrap().files.is_none());
     }
 
     #[test]

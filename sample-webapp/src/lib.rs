@@ -13,6 +13,7 @@ pub mod knobs;
 pub mod params;
 pub mod server;
 pub mod stats;
+pub mod tls;
 
 pub use cli::Cli;
 pub use server::run;

@@ -43,6 +43,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         max_concurrency: cli.max_concurrency.map(|n| n as usize),
     };
     let stall_signal = Duration::from_millis(cli.stall_signal_ms);
+    let tls = cli
+        .tls()
+        .map(|t| crate::tls::server_config(&t))
+        .transpose()?
+        .map(tokio_rustls::TlsAcceptor::from);
     let listen = cli.listen;
     runtime.block_on(async move {
         let app = Arc::new(App::new(knobs).context("cannot start the timer thread")?);
@@ -67,7 +72,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
                 _ = int.recv() => {}
             }
         };
-        serve(listener, app, shutdown).await;
+        serve_with(listener, app, tls, shutdown).await;
         Ok::<(), anyhow::Error>(())
     })?;
     // Connections still open after the grace period are dropped with the runtime.
@@ -107,6 +112,16 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// [`SHUTDOWN_GRACE`]) for open connections to finish their in-flight requests; idle
 /// keep-alive connections are closed at once.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    serve_with(listener, app, None, shutdown).await;
+}
+
+/// [`serve`], over TLS when `tls` is given (the handshake runs in the connection's task).
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut http = http1::Builder::new();
     http.keep_alive(true)
         // No per-request header timer: the generator, not the server, decides pacing, and
@@ -135,19 +150,21 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         let _ = stream.set_nodelay(true);
         let http = http.clone();
         let app = Arc::clone(&app);
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(|req| app.handle(req));
-            let conn = http.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+            match tls {
+                None => serve_conn(stream, http, app, stop).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        let resumed = stream.get_ref().1.handshake_kind()
+                            == Some(rustls::HandshakeKind::Resumed);
+                        app.stats().tls_handshake(resumed);
+                        serve_conn(stream, http, app, stop).await;
+                    }
+                    Err(_) => app.stats().tls_failed(),
+                },
             }
-            // Dropping `stop` here tells the shutdown wait this connection is done.
         });
     }
     drop(listener);
@@ -163,6 +180,24 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             SHUTDOWN_GRACE
         );
     }
+}
+
+/// Serves one connection until it ends or shutdown begins (then finishes in-flight requests).
+async fn serve_conn<I>(io: I, http: http1::Builder, app: Arc<App>, mut stop: watch::Receiver<()>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(|req| app.handle(req));
+    let conn = http.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+    // Dropping `stop` here tells the shutdown wait this connection is done.
 }
 
 /// Errors that concern only the connection being accepted (the client gave up).

@@ -51,6 +51,10 @@ pub struct Stats {
     /// How late held responses were released past their due time: the server's own view of
     /// the delay knobs' precision.
     lateness: [AtomicU64; LATENESS_BOUNDS_US.len() + 1],
+    /// `--tls`: completed handshakes, how many resumed a session, and failed ones.
+    tls_handshakes: AtomicU64,
+    tls_resumed: AtomicU64,
+    tls_failed: AtomicU64,
 }
 
 impl Default for Stats {
@@ -66,6 +70,9 @@ impl Default for Stats {
             routes: Default::default(),
             statuses: Default::default(),
             lateness: Default::default(),
+            tls_handshakes: AtomicU64::new(0),
+            tls_resumed: AtomicU64::new(0),
+            tls_failed: AtomicU64::new(0),
         }
     }
 }
@@ -122,6 +129,17 @@ impl Stats {
         self.stalls.fetch_add(1, Relaxed);
     }
 
+    /// A TLS handshake completed (`resumed`: with an earlier session).
+    pub fn tls_handshake(&self, resumed: bool) {
+        self.tls_handshakes.fetch_add(1, Relaxed);
+        self.tls_resumed.fetch_add(u64::from(resumed), Relaxed);
+    }
+
+    /// A TLS handshake failed (bad certificate, no client certificate, garbage).
+    pub fn tls_failed(&self) {
+        self.tls_failed.fetch_add(1, Relaxed);
+    }
+
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Relaxed)
     }
@@ -165,6 +183,11 @@ impl Stats {
             "paths": routes,
             "status": statuses,
             "release_lateness_us": lateness,
+            "tls": {
+                "handshakes": self.tls_handshakes.load(Relaxed),
+                "resumed": self.tls_resumed.load(Relaxed),
+                "failed": self.tls_failed.load(Relaxed),
+            },
             "config": config,
         })
     }
@@ -187,6 +210,9 @@ mod tests {
         stats.error_injected();
         stats.released_late_by(3_500);
         stats.released_late_by(9_000_000);
+        stats.tls_handshake(false);
+        stats.tls_handshake(true);
+        stats.tls_failed();
         let json = stats.to_json(serde_json::Value::Null);
         assert_eq!(json["requests"], 3);
         assert_eq!(json["bytes"], 227);
@@ -200,5 +226,8 @@ mod tests {
         assert_eq!(json["release_lateness_us"]["<5"], 1);
         assert_eq!(json["release_lateness_us"][">=5000"], 1);
         assert_eq!(json["release_lateness_us"]["<1"], 0);
+        assert_eq!(json["tls"]["handshakes"], 2);
+        assert_eq!(json["tls"]["resumed"], 1);
+        assert_eq!(json["tls"]["failed"], 1);
     }
 }

@@ -11,7 +11,12 @@
 //! Scenario D runs gen twice per repetition at 20k req/s, kernel probes off (`gen`) and on
 //! (`gen+probes`): the probes' cost in CPU-µs per request (`--probes` runs only that).
 //!
-//! Usage: `cargo xtask bench [--quick] [--probes] [--repeat N] [--duration SECS] [--tools gen,wrk,...]`
+//! Scenario E is A's `return 200` over HTTPS (nginx `ssl`, a self-signed certificate
+//! generated per run; gen and oha with `--insecure`), keep-alive, so it measures the
+//! per-request cost of TLS records, not handshakes.
+//!
+//! Usage: `cargo xtask bench [--quick] [--probes] [--repeat N] [--duration SECS] [--tools gen,wrk,...]
+//! [--scenarios A,E]`
 
 use std::fmt::Write as _;
 use std::io::Read;
@@ -66,33 +71,46 @@ struct Scenario {
     /// Fixed request rate (open model), or `None` for maximum throughput.
     rate: Option<u32>,
     tools: &'static [Tool],
+    /// Over HTTPS (nginx `ssl`, keep-alive: one handshake per connection, then records).
+    tls: bool,
 }
 
 /// The table of scenarios x tools.
-const SCENARIOS: [Scenario; 4] = [
+const SCENARIOS: [Scenario; 5] = [
     Scenario {
         id: "A",
         title: "max throughput, 64 connections",
         rate: None,
         tools: &[Tool::Gen, Tool::Wrk, Tool::H2load, Tool::Oha],
+        tls: false,
     },
     Scenario {
         id: "B",
         title: "fixed 20,000 req/s",
         rate: Some(20_000),
         tools: &[Tool::Gen, Tool::H2load, Tool::Oha],
+        tls: false,
     },
     Scenario {
         id: "C",
         title: "50,000 req/s on one generator core",
         rate: Some(50_000),
         tools: &[Tool::Gen],
+        tls: false,
     },
     Scenario {
         id: "D",
         title: "fixed 20,000 req/s, kernel probes off vs on",
         rate: Some(20_000),
         tools: &[Tool::Gen, Tool::GenProbes],
+        tls: false,
+    },
+    Scenario {
+        id: "E",
+        title: "HTTPS max throughput, 64 connections",
+        rate: None,
+        tools: &[Tool::Gen, Tool::H2load, Tool::Oha],
+        tls: true,
     },
 ];
 /// Goal (kernel probes issue): probes on cost at most this much more CPU per request.
@@ -131,11 +149,15 @@ fn argv(tool: Tool, bin: &Path, s: &Scenario, secs: u64, url: &str) -> Vec<Strin
     };
     // GEN_BENCH_ARGS adds flags to gen's runs, e.g. "--resolution 1ms" to compare at the
     // timer granularity h2load's libev loop has.
-    let extra = match tool {
+    let mut extra = match tool {
         Tool::Gen => std::env::var("GEN_BENCH_ARGS").unwrap_or_default() + " --probes off",
         Tool::GenProbes => std::env::var("GEN_BENCH_ARGS").unwrap_or_default() + " --probes on",
         _ => String::new(),
     };
+    // The bench's certificate is self-signed; h2load does not verify certificates.
+    if s.tls && matches!(tool, Tool::Gen | Tool::GenProbes | Tool::Oha) {
+        extra.push_str(" --insecure");
+    }
     let args = args
         .split_whitespace()
         .chain(extra.split_whitespace())
@@ -151,8 +173,8 @@ struct Opts {
     repeat: usize,
     secs: u64,
     tools: Vec<Tool>,
-    /// Only this scenario (`--probes`: D).
-    only: Option<&'static str>,
+    /// Only these scenarios (`--scenarios A,E`; `--probes` is D); all when empty.
+    only: Vec<String>,
 }
 
 fn parse_args(args: &[String]) -> Result<Opts> {
@@ -160,14 +182,20 @@ fn parse_args(args: &[String]) -> Result<Opts> {
         repeat: 3,
         secs: 10,
         tools: Tool::ALL.to_vec(),
-        only: None,
+        only: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
             "--quick" => (o.repeat, o.secs) = (1, 3),
-            "--probes" => o.only = Some("D"),
+            "--probes" => o.only = vec!["D".into()],
+            "--scenarios" => {
+                o.only = val()?.split(',').map(String::from).collect();
+                if let Some(bad) = o.only.iter().find(|id| !SCENARIOS.iter().any(|s| s.id == id.as_str())) {
+                    bail!("unknown scenario {bad:?} (use A, B, C, D, E)");
+                }
+            }
             "--repeat" => o.repeat = val()?.parse().context("--repeat")?,
             "--duration" => o.secs = val()?.trim_end_matches('s').parse().context("--duration")?,
             "--tools" => {
@@ -177,7 +205,7 @@ fn parse_args(args: &[String]) -> Result<Opts> {
                     .map(|n| Tool::ALL.into_iter().find(|t| t.name() == n).with_context(|| format!("unknown tool {n:?}")))
                     .collect::<Result<_>>()?;
             }
-            other => bail!("unknown bench argument {other:?} (use --quick, --probes, --repeat N, --duration SECS, --tools gen,wrk,h2load,oha,gen+probes)"),
+            other => bail!("unknown bench argument {other:?} (use --quick, --probes, --repeat N, --duration SECS, --tools gen,wrk,h2load,oha,gen+probes, --scenarios A,B,C,D,E)"),
         }
     }
     if o.repeat == 0 || o.secs == 0 {
@@ -227,6 +255,7 @@ pub fn main(args: &[String]) -> Result<()> {
     let bins = find_tools(&opts.tools);
     let nginx = Nginx::start(&dir)?;
     let url = format!("http://{}/", nginx.load_addr);
+    let tls_url = format!("https://{}/", nginx.tls_addr);
     println!(
         "nginx (CPU {SERVER_CPU}) on {url}; tools on CPU {TOOL_CPU}; {} run(s) of {} s each\n",
         opts.repeat, opts.secs
@@ -244,7 +273,7 @@ pub fn main(args: &[String]) -> Result<()> {
                         s,
                         rep,
                         opts.secs,
-                        argv(tool, bin, s, opts.secs, &url),
+                        argv(tool, bin, s, opts.secs, if s.tls { &tls_url } else { &url }),
                     )?,
                     Err(why) => Run::failed(s, tool, rep, why.clone()),
                 };
@@ -349,17 +378,25 @@ struct Nginx {
     server: proc::Server,
     load_addr: String,
     status_addr: String,
+    /// The same `return 200` over HTTPS (self-signed certificate, generated per run).
+    tls_addr: String,
 }
 
 impl Nginx {
     fn start(dir: &Path) -> Result<Nginx> {
         // Two free ports: bound together so they differ, released just before nginx binds them.
-        let (l1, l2) = (
+        let (l1, l2, l3) = (
+            TcpListener::bind("127.0.0.1:0")?,
             TcpListener::bind("127.0.0.1:0")?,
             TcpListener::bind("127.0.0.1:0")?,
         );
         let (load_addr, status_addr) = (l1.local_addr()?.to_string(), l2.local_addr()?.to_string());
-        drop((l1, l2));
+        let tls_addr = l3.local_addr()?.to_string();
+        drop((l1, l2, l3));
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .context("generating the TLS certificate")?;
+        std::fs::write(dir.join("tls.pem"), ck.cert.pem())?;
+        std::fs::write(dir.join("tls-key.pem"), ck.signing_key.serialize_pem())?;
         let conf = format!(
             "worker_processes 1;\npid nginx.pid;\nerror_log error.log warn;\n\
              events {{ worker_connections 4096; }}\n\
@@ -367,7 +404,9 @@ impl Nginx {
              \x20 client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;\n\
              \x20 uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;\n\
              \x20 server {{ listen {load_addr}; location / {{ return 200; }} }}\n\
-             \x20 server {{ listen {status_addr}; location = /status {{ stub_status; }} }}\n}}\n"
+             \x20 server {{ listen {status_addr}; location = /status {{ stub_status; }} }}\n\
+             \x20 server {{ listen {tls_addr} ssl; ssl_certificate tls.pem; ssl_certificate_key tls-key.pem;\n\
+             \x20   location / {{ return 200; }} }}\n}}\n"
         );
         std::fs::write(dir.join("nginx.conf"), conf)?;
         let _ = std::fs::remove_file(dir.join("error.log"));
@@ -386,6 +425,7 @@ impl Nginx {
             },
             load_addr,
             status_addr,
+            tls_addr,
         };
         let t0 = Instant::now();
         while n.requests().is_err() {
@@ -757,7 +797,7 @@ impl Opts {
     fn scenarios(&self) -> impl Iterator<Item = &'static Scenario> + '_ {
         SCENARIOS
             .iter()
-            .filter(|s| self.only.is_none_or(|id| s.id == id))
+            .filter(|s| self.only.is_empty() || self.only.iter().any(|id| id == s.id))
     }
 }
 
@@ -913,8 +953,8 @@ fn render(o: &Opts, runs: &[Run], bins: &[Result<PathBuf, String>]) -> String {
         opt(steady, pct),
         steady.map(|x| x <= GOAL_PROBES_OVERHEAD),
     ));
-    if o.only.is_some() {
-        goals.retain(|(name, _, _)| o.only.is_some_and(|id| name.starts_with(id)));
+    if !o.only.is_empty() {
+        goals.retain(|(name, _, _)| o.only.iter().any(|id| name.starts_with(id.as_str())));
     }
     let _ = writeln!(
         md,

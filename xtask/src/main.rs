@@ -140,6 +140,8 @@ fn install_test_deps() -> Result<()> {
         ("node", "nodejs"),
         // tests/probes.rs drops capabilities with capsh
         ("capsh", "libcap2-bin"),
+        // The system CA store: gen's https default (a test checks it rejects a self-signed server).
+        ("update-ca-certificates", "ca-certificates"),
     ];
     let missing: Vec<&str> = wanted
         .iter()

@@ -6,6 +6,11 @@
 //! the connection's receive buffer and response parser; both are allocated once and reused
 //! for every request on the slot, including across reconnects.
 //!
+//! For https the slot also owns a [`TlsSession`]: receives then land in its ciphertext
+//! buffer and are decrypted into the receive buffer, and sends come from its record buffer
+//! ([`Conn::tx`]) instead of the shared plain request. A TLS connection passes through
+//! `Handshaking` between `Connecting` and `Ready` (driven by the worker, `worker_tls.rs`).
+//!
 //! ```text
 //!  Down --connect--> Connecting --ok--> Ready <--response done, keep-alive-- Busy
 //!    ^                   |                 \--------begin request---------->  |
@@ -14,6 +19,7 @@
 //! ```
 
 use crate::http::response::{Done, ResponseParser};
+use crate::http::tls::{Status as TlsStatus, TlsSession};
 use crate::measure::ErrorKind;
 
 /// Receive buffer: start size, and the limit it may grow to while a header block is
@@ -28,6 +34,8 @@ pub enum Phase {
     Connecting,
     /// Connected, no request in flight (a receive stays armed to notice a server close).
     Ready,
+    /// TCP is up and the TLS handshake is in progress (`since` is when it started).
+    Handshaking,
     /// A request is in flight.
     Busy,
     /// Being closed: the socket is shut down and the driver still owes completions.
@@ -91,6 +99,8 @@ pub struct Conn {
     msg: libc::msghdr,
     iov: libc::iovec,
     cmsg: [u64; CMSG_WORDS],
+    /// https: the slot's TLS state and ciphertext buffers (allocated once per slot).
+    pub tls: Option<Box<TlsSession>>,
 }
 
 impl Default for Conn {
@@ -123,6 +133,16 @@ impl Conn {
                 iov_len: 0,
             },
             cmsg: [0; CMSG_WORDS],
+            tls: None,
+        }
+    }
+
+    /// The bytes a send takes from: the TLS record buffer, or else the shared plain request.
+    #[inline]
+    pub fn tx<'a>(&'a self, plain: &'a [u8]) -> &'a [u8] {
+        match &self.tls {
+            Some(t) => t.tx(),
+            None => plain,
         }
     }
 
@@ -136,7 +156,11 @@ impl Conn {
             });
         }
         self.phase = Phase::Ready;
-        self.backoff = 0;
+        // Over TLS the connection counts as established once the handshake is done: a
+        // server that keeps failing handshakes is retried with a growing backoff.
+        if self.tls.is_none() {
+            self.backoff = 0;
+        }
         self.head = 0;
         self.tail = 0;
         Ok(now.saturating_sub(self.since))
@@ -164,13 +188,25 @@ impl Conn {
             return Err(errno_kind(-res));
         }
         self.tx_off += res as usize;
+        if let Some(t) = self.tls.as_mut() {
+            // The record buffer may have grown while the send was out (handshake replies).
+            if self.tx_off < t.tx().len() {
+                return Ok(true);
+            }
+            t.sent_all();
+            self.tx_off = 0;
+            return Ok(false);
+        }
         Ok(self.tx_off < total)
     }
 
     /// The `msghdr` for the next receive: the free part of the receive buffer and a
     /// cleared control buffer for the arrival timestamp. Same contract as [`Self::rx_space`].
     pub fn rx_msg(&mut self) -> *mut libc::msghdr {
-        let (ptr, len) = self.rx_space();
+        let (ptr, len) = match self.tls.as_mut() {
+            Some(t) => t.rx_space(),
+            None => self.rx_space(),
+        };
         self.iov = libc::iovec {
             iov_base: ptr.cast(),
             iov_len: len,
@@ -252,6 +288,9 @@ impl Conn {
                 RecvOutcome::IdleClosed
             };
         }
+        if res > 0 && self.tls.is_some() {
+            return self.on_tls_recv(res as usize, now);
+        }
         if self.phase != Phase::Busy {
             return RecvOutcome::IdleClosed;
         }
@@ -270,6 +309,11 @@ impl Conn {
         if self.req.first_byte == 0 {
             self.req.first_byte = now.max(1);
         }
+        self.parse_rx(now)
+    }
+
+    /// Parses what the receive buffer holds.
+    fn parse_rx(&mut self, now: u64) -> RecvOutcome {
         loop {
             match self.parser.feed(&self.rx[self.head..self.tail]) {
                 Err(_) => return RecvOutcome::Fail(ErrorKind::Parse),
@@ -294,6 +338,69 @@ impl Conn {
             // The buffer is full of an incomplete header block: the parser would have said
             // HeadersTooLarge already; never spin on a zero-length receive.
             return RecvOutcome::Fail(ErrorKind::Parse);
+        }
+        RecvOutcome::More
+    }
+
+    /// `n` bytes of ciphertext arrived on a TLS connection (Ready or Busy): decrypt them into
+    /// the receive buffer and parse. On an idle connection only non-data records (session
+    /// tickets) are expected; data there was never asked for.
+    fn on_tls_recv(&mut self, n: usize, now: u64) -> RecvOutcome {
+        let Some(mut tls) = self.tls.take() else {
+            return RecvOutcome::Fail(ErrorKind::Tls);
+        };
+        tls.received(n);
+        let busy = self.phase == Phase::Busy;
+        let mut outcome = None;
+        let status = tls.drive(None, |plain| {
+            let o = if busy {
+                self.feed_plain(plain, now)
+            } else {
+                RecvOutcome::IdleClosed
+            };
+            let stop = o != RecvOutcome::More;
+            if stop {
+                outcome = Some(o);
+            }
+            stop
+        });
+        self.tls = Some(tls);
+        match (status, outcome) {
+            (_, Some(o)) => o,
+            (Err(_), None) if busy => RecvOutcome::Fail(ErrorKind::Tls),
+            (Err(_), None) => RecvOutcome::IdleClosed,
+            // close_notify: the same as a TCP close.
+            (Ok(TlsStatus::PeerClosed), None) => self.on_recv(0, now),
+            (Ok(_), None) => RecvOutcome::More,
+        }
+    }
+
+    /// Decrypted response bytes: into the receive buffer (compacted, or grown for a big
+    /// header block, as for plain receives), parsed as they come.
+    fn feed_plain(&mut self, mut plain: &[u8], now: u64) -> RecvOutcome {
+        if self.req.first_byte == 0 {
+            self.req.first_byte = now.max(1);
+        }
+        while !plain.is_empty() {
+            let (ptr, room) = self.rx_space();
+            let k = room.min(plain.len());
+            if k == 0 {
+                return RecvOutcome::Fail(ErrorKind::Parse);
+            }
+            // SAFETY: `ptr` points at `room >= k` writable bytes of `rx`; no receive writes
+            // to `rx` on a TLS connection (ciphertext goes to the session's buffer).
+            unsafe { std::ptr::copy_nonoverlapping(plain.as_ptr(), ptr, k) };
+            plain = &plain[k..];
+            self.tail += k;
+            self.req.bytes += k as u64;
+            match self.parse_rx(now) {
+                RecvOutcome::More => {}
+                // Bytes after the response: unsolicited, as for plain receives.
+                RecvOutcome::Complete { done, .. } if !plain.is_empty() => {
+                    return RecvOutcome::Complete { done, clean: false }
+                }
+                o => return o,
+            }
         }
         RecvOutcome::More
     }
@@ -463,6 +570,109 @@ mod tests {
         let mut c = ready();
         let _ = c.rx_msg();
         assert_eq!(c.rx_timestamp(), None);
+    }
+
+    /// The TLS receive path over an in-memory rustls server: session tickets on an idle
+    /// connection, a response split across receives (and records), unsolicited data, and
+    /// close_notify in the middle of a response.
+    #[test]
+    fn tls_receives_are_decrypted_and_classified() {
+        use crate::http::tls::testkit::{from_server, pki, server_config, to_client, to_server};
+        use crate::http::tls::{Status, TlsClient, TlsOptions, TlsSession};
+        use std::io::Write;
+
+        let p = pki("conn");
+        let server_cfg = server_config(&p);
+        let opts = TlsOptions {
+            insecure: true,
+            ..TlsOptions::default()
+        };
+        let client = TlsClient::new(&opts, "localhost").unwrap();
+        // Server -> client bytes, through the receive path the drivers use.
+        fn deliver(c: &mut Conn, s: &mut rustls::ServerConnection, now: u64) -> Vec<RecvOutcome> {
+            let wire = from_server(s);
+            let mut outs = Vec::new();
+            // Two receives: the split falls inside a record.
+            let mid = wire.len() / 2;
+            for part in [&wire[..mid], &wire[mid..]] {
+                let msg = c.rx_msg();
+                // SAFETY: msg's single iovec points at free space in the session's buffer.
+                let (base, len) =
+                    unsafe { ((*(*msg).msg_iov).iov_base, (*(*msg).msg_iov).iov_len) };
+                assert!(part.len() <= len);
+                // SAFETY: as above, `part.len() <= len`.
+                unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), base.cast(), part.len()) };
+                outs.push(c.on_recv(part.len() as i32, now));
+            }
+            outs
+        }
+        let connect = |s: &mut rustls::ServerConnection| {
+            let mut c = ready();
+            let mut t = Box::new(TlsSession::new(64));
+            t.start(&client).unwrap();
+            for _ in 0..4 {
+                to_server(&mut t, s).unwrap();
+                to_client(&mut t, &from_server(s));
+                if t.drive(None, |_| true) == Ok(Status::Open) {
+                    break;
+                }
+            }
+            // Our Finished: the server answers with session tickets, left for the test.
+            to_server(&mut t, s).unwrap();
+            c.tls = Some(t);
+            c
+        };
+
+        let mut s = rustls::ServerConnection::new(server_cfg.clone()).unwrap();
+        let mut c = connect(&mut s);
+        // Tickets on the idle connection: nothing to report, keep receiving.
+        assert_eq!(
+            deliver(&mut c, &mut s, 5),
+            [RecvOutcome::More, RecvOutcome::More]
+        );
+        c.begin(0, 10, false);
+        let req = b"GET / HTTP/1.1\r\n\r\n";
+        let t = c.tls.as_mut().unwrap();
+        assert_eq!(t.drive(Some(req), |_| true), Ok(Status::Open));
+        to_server(t, &mut s).unwrap();
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        s.writer().write_all(resp).unwrap();
+        let outs = deliver(&mut c, &mut s, 20);
+        assert_eq!(
+            outs[0],
+            RecvOutcome::More,
+            "half a record decrypts to nothing"
+        );
+        match &outs[1] {
+            RecvOutcome::Complete { done, clean } => assert!(done.status == 200 && *clean),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            c.req.bytes,
+            resp.len() as u64,
+            "plaintext bytes are counted"
+        );
+        assert_eq!((c.req.first_byte, c.req.done), (20, 20));
+        c.phase = Phase::Ready;
+        // Data nobody asked for on an idle connection closes it (no request lost).
+        s.writer().write_all(b"surprise").unwrap();
+        assert_eq!(deliver(&mut c, &mut s, 30)[1], RecvOutcome::IdleClosed);
+
+        // close_notify in the middle of a response: the same as a TCP close there.
+        let mut s = rustls::ServerConnection::new(server_cfg).unwrap();
+        let mut c = connect(&mut s);
+        c.begin(0, 10, false);
+        s.writer()
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nhel")
+            .unwrap();
+        s.send_close_notify();
+        let outs = deliver(&mut c, &mut s, 40);
+        assert_eq!(
+            outs.last(),
+            Some(&RecvOutcome::Fail(ErrorKind::Closed)),
+            "{outs:?}"
+        );
+        std::fs::remove_dir_all(&p.dir).unwrap();
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub fn run_with(
         threads,
         resolution_ns: cfg.resolution.as_nanos() as u64,
         control,
+        tls: cfg.tls.clone(),
     };
     let barrier = Barrier::new(threads + 1);
     let start_at: Mutex<Option<Instant>> = Mutex::new(None);

@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::conn::{Conn, Phase, RecvOutcome};
 use super::driver::{Completion, Driver, Op, Wake};
+use crate::http::tls::{TlsClient, TlsSession};
 use crate::measure::{ErrorKind, Recorder, Snapshot};
 use crate::plan::{Load, Plan};
 
@@ -46,6 +47,8 @@ pub struct Shared<'a> {
     pub resolution_ns: u64,
     /// Outside steering: stop, plan replacement (checked once per scan tick).
     pub control: &'a super::Control,
+    /// https: the TLS client configuration (each worker takes its own copy).
+    pub tls: Option<TlsClient>,
 }
 
 /// What a worker reports when it ends.
@@ -87,14 +90,25 @@ pub struct Worker<'a, D: Driver> {
     /// timestamping on asynchronously); past a handful the loop stops relying on them and
     /// wakes for every completion instead.
     untimed: u32,
+    /// https: this thread's TLS client, with its own session cache.
+    tls: Option<TlsClient>,
 }
 
 impl<'a, D: Driver> Worker<'a, D> {
     pub fn new(id: usize, sh: &'a Shared<'a>, driver: D, conns: usize) -> Self {
+        let tls = sh.tls.as_ref().map(TlsClient::for_thread);
         Worker {
             sh,
             driver,
-            conns: (0..conns).map(|_| Conn::new()).collect(),
+            conns: (0..conns)
+                .map(|_| {
+                    let mut c = Conn::new();
+                    if tls.is_some() {
+                        c.tls = Some(Box::new(TlsSession::new(sh.request.len())));
+                    }
+                    c
+                })
+                .collect(),
             ready: Vec::with_capacity(conns),
             down: (0..conns as u32).collect(),
             queue: VecDeque::with_capacity(sh.max_queue),
@@ -108,6 +122,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             last_sent_ns: 0,
             real_offset: 0,
             untimed: 0,
+            tls,
         }
     }
 
@@ -137,7 +152,10 @@ impl<'a, D: Driver> Worker<'a, D> {
         self.refresh_clock();
         let deadline = self.now() + self.sh.timeout_ns;
         self.reconnect(self.now());
-        while self.conns.iter().any(|c| c.phase == Phase::Connecting) {
+        while self.conns.iter().any(|c| {
+            matches!(c.phase, Phase::Connecting | Phase::Handshaking)
+                || (c.phase == Phase::Ready && c.send_inflight)
+        }) {
             let now = self.now();
             if now >= deadline {
                 self.expire(now);
@@ -336,6 +354,10 @@ impl<'a, D: Driver> Worker<'a, D> {
         if intended >= self.sh.plan.warmup_ns() {
             self.rec.record_sent(req.len() as u64);
         }
+        if c.tls.is_some() {
+            self.tls_send_request(i);
+            return;
+        }
         c.send_inflight = true;
         c.pending += 1;
         // SAFETY: the request bytes live in `Shared`, which outlives the worker and its driver.
@@ -402,6 +424,9 @@ impl<'a, D: Driver> Worker<'a, D> {
             let c = &mut self.conns[i as usize];
             match c.phase {
                 Phase::Busy if c.req.sent <= limit => self.fail(i, ErrorKind::Timeout),
+                Phase::Handshaking if c.since <= limit => {
+                    self.tls_failed(i, now, ErrorKind::Timeout)
+                }
                 Phase::Connecting if c.since <= limit && !c.timed_out => {
                     c.timed_out = true;
                     c.pending += 1;
@@ -441,6 +466,10 @@ impl<'a, D: Driver> Worker<'a, D> {
             Op::Connect => match c.on_connect(cq.res, now) {
                 Ok(ns) => {
                     self.rec.record_connect(ns);
+                    if self.tls.is_some() {
+                        self.tls_start(i, now);
+                        return;
+                    }
                     self.arm_recv(i);
                     self.ready.push(i);
                 }
@@ -458,8 +487,9 @@ impl<'a, D: Driver> Worker<'a, D> {
                         let off = c.tx_off;
                         c.send_inflight = true;
                         c.pending += 1;
-                        let rest = &self.sh.request[off..];
-                        // SAFETY: as in `begin`.
+                        let rest = &c.tx(self.sh.request)[off..];
+                        // SAFETY: as in `begin`; a TLS record buffer never moves while a send
+                        // from it is out (it only grows when empty).
                         unsafe { self.driver.send(i, c.fd, rest.as_ptr(), rest.len()) };
                     }
                     Ok(false) => {
@@ -473,12 +503,15 @@ impl<'a, D: Driver> Worker<'a, D> {
                     Err(kind) => {
                         if c.phase == Phase::Busy {
                             self.fail(i, kind);
+                        } else if c.phase == Phase::Handshaking {
+                            self.tls_failed(i, now, ErrorKind::Tls);
                         } else {
                             self.close(i, now, false);
                         }
                     }
                 }
             }
+            Op::Recv if c.phase == Phase::Handshaking => self.tls_handshake_recv(i, cq.res, now),
             Op::Recv => {
                 match c.on_recv(
                     cq.res,
@@ -609,6 +642,10 @@ impl<'a, D: Driver> Worker<'a, D> {
         Ok(())
     }
 }
+
+// The TLS steps of this loop (handshake, sealing requests), kept beside it in their own file.
+#[path = "worker_tls.rs"]
+mod tls;
 
 /// When the data of a receive arrived, on our clock: the kernel's timestamp when it gave
 /// one, bounded by the send and by `reaped` (clock steps cannot produce nonsense), else the

@@ -70,6 +70,7 @@ struct Counts {
     errors: u64,
     bytes_received: u64,
     bytes_sent: u64,
+    tls_resumed: u64,
 }
 
 #[derive(Serialize)]
@@ -94,6 +95,7 @@ struct Latency {
     time_to_first_byte: Summary,
     schedule_lag: Summary,
     connect_time: Summary,
+    tls_handshake_time: Summary,
 }
 
 /// Summary of one histogram; every value is `null` when `count` is 0.
@@ -234,6 +236,7 @@ pub(super) fn render(r: &Report) -> serde_json::Value {
             errors: t.errors_total(),
             bytes_received: t.bytes_received(),
             bytes_sent: t.bytes_sent(),
+            tls_resumed: t.tls_resumed(),
         },
         status: Status {
             c1,
@@ -250,6 +253,7 @@ pub(super) fn render(r: &Report) -> serde_json::Value {
             time_to_first_byte: Summary::of(&t.ttfb),
             schedule_lag: Summary::of(&t.lag),
             connect_time: Summary::of(&t.connect),
+            tls_handshake_time: Summary::of(&t.tls_handshake),
         },
         response_time_spectrum: spectrum(&t.response),
         cpu: CpuJson {

@@ -1,5 +1,6 @@
 //! Terminal rendering of a [`Report`], in the spirit of wrk2 and oha: a short header, counts,
-//! one latency table (rows: response, service, first byte, schedule lag, connect; columns:
+//! one latency table (rows: response, service, first byte, schedule lag, connect, and the TLS
+//! handshake for https; columns:
 //! p50 p90 p99 p99.9 p99.99 max mean stdev), CPU, and a loud WARNING block when the generator
 //! was the bottleneck. `--latency` appends wrk2's HDR percentile list and spectrum.
 
@@ -236,6 +237,16 @@ pub(super) fn render(r: &Report, full_latency: bool) -> String {
         &t.connect,
     );
     super::kernel::text_rows(&mut out, r);
+    if !t.tls_handshake.is_empty() {
+        let n = t.tls_handshake.count();
+        latency_row(&mut out, &format!("TLS handshake ({n})"), &t.tls_handshake);
+        let _ = writeln!(
+            out,
+            "  {:<LABEL$}{} of {n} handshakes resumed a session",
+            "",
+            t.tls_resumed()
+        );
+    }
     if full_latency {
         distribution(&mut out, &t.response);
     }
@@ -357,6 +368,32 @@ mod tests {
             .find(|l| l.trim_start().starts_with("connect (0)"))
             .unwrap();
         assert_eq!(connect.matches('-').count(), 8, "{connect}");
+        assert!(
+            !text.contains("TLS handshake"),
+            "no TLS row for http: {text}"
+        );
+        let mut r = Recorder::new();
+        r.record_tls_handshake(1_500_000, false);
+        r.record_tls_handshake(1_500_000, true);
+        let mut tls = snap(10, 50);
+        tls.merge(&r.take_snapshot());
+        let tls_text = Report::new(
+            info(Mode::Open { rate: 100.0 }),
+            &tls,
+            &[],
+            10.0,
+            Cpu::default(),
+        )
+        .to_text(false);
+        let row = tls_text
+            .lines()
+            .find(|l| l.trim_start().starts_with("TLS handshake (2)"))
+            .unwrap_or_else(|| panic!("{tls_text}"));
+        assert!(row.contains("1.50ms"), "{row}");
+        assert!(
+            tls_text.contains("1 of 2 handshakes resumed a session"),
+            "{tls_text}"
+        );
         assert!(
             text.contains(
                 "user 0.50s, system 0.25s (3.8% of 2 threads × 10.00s), 750.00µs per response"

@@ -12,6 +12,7 @@
 //! | [`Snapshot::ttfb`]     | `first_byte - sent`| time to first byte                             |
 //! | [`Snapshot::lag`]      | `sent - intended`  | the generator's own lateness                   |
 //! | [`Snapshot::connect`]  | connect duration   | TCP connect time, one value per connect        |
+//! | [`Snapshot::tls_handshake`] | handshake duration | TLS handshake, TCP connected to handshake done |
 //!
 //! Differences use saturating subtraction, so an instant out of order records as 1 µs instead of
 //! wrapping. Histograms are [`Hist`]: µs, 1 µs ..= 1 h, 3 significant digits.
@@ -120,6 +121,12 @@ pub struct Snapshot {
     pub lag: Hist,
     /// TCP connect time.
     pub connect: Hist,
+    /// TLS handshake time (https only), one value per completed handshake.
+    #[serde(default)]
+    pub tls_handshake: Hist,
+    /// Of those handshakes, how many resumed an earlier session.
+    #[serde(default)]
+    tls_resumed: u64,
     requests: u64,
     sent: u64,
     dropped: u64,
@@ -147,6 +154,8 @@ impl Snapshot {
             ttfb: Hist::new(),
             lag: Hist::new(),
             connect: Hist::new(),
+            tls_handshake: Hist::new(),
+            tls_resumed: 0,
             requests: 0,
             sent: 0,
             dropped: 0,
@@ -178,6 +187,8 @@ impl Snapshot {
         self.ttfb.merge(&other.ttfb);
         self.lag.merge(&other.lag);
         self.connect.merge(&other.connect);
+        self.tls_handshake.merge(&other.tls_handshake);
+        self.tls_resumed = self.tls_resumed.saturating_add(other.tls_resumed);
         self.requests = self.requests.saturating_add(other.requests);
         self.sent = self.sent.saturating_add(other.sent);
         self.dropped = self.dropped.saturating_add(other.dropped);
@@ -265,6 +276,11 @@ impl Snapshot {
         ]
     }
 
+    /// TLS handshakes that resumed an earlier session.
+    pub fn tls_resumed(&self) -> u64 {
+        self.tls_resumed
+    }
+
     /// Responses with a status outside 100..=599.
     pub fn status_other(&self) -> u64 {
         self.status[0]
@@ -277,6 +293,7 @@ impl Snapshot {
             && self.dropped == 0
             && self.errors_total() == 0
             && self.connect.is_empty()
+            && self.tls_handshake.is_empty()
     }
 }
 
@@ -352,6 +369,12 @@ impl Recorder {
     /// Records one TCP connect time in ns.
     pub fn record_connect(&mut self, nanos: u64) {
         self.cur.connect.record_ns(nanos);
+    }
+
+    /// Records one completed TLS handshake (ns) and whether it resumed a session.
+    pub fn record_tls_handshake(&mut self, nanos: u64, resumed: bool) {
+        self.cur.tls_handshake.record_ns(nanos);
+        self.cur.tls_resumed = self.cur.tls_resumed.saturating_add(u64::from(resumed));
     }
 
     /// Read-only view of the interval recorded so far.
@@ -464,6 +487,25 @@ mod tests {
         for h in [&s.response, &s.service, &s.ttfb, &s.lag] {
             assert_eq!(h.value_at_quantile(1.0), 1);
         }
+    }
+
+    #[test]
+    fn tls_handshakes_merge_and_count_resumptions() {
+        let mut a = Recorder::new();
+        a.record_tls_handshake(2 * MS, false);
+        let mut b = Recorder::new();
+        b.record_tls_handshake(MS, true);
+        b.record_tls_handshake(MS, true);
+        let s = Snapshot::merged([&a.take_snapshot(), &b.take_snapshot()]);
+        assert_eq!(s.tls_handshake.count(), 3);
+        assert_eq!(s.tls_resumed(), 2);
+        assert!(!s.is_empty());
+        // Snapshots from a peer without the TLS fields still decode (cluster wire format).
+        let mut v = serde_json::to_value(Snapshot::empty()).unwrap();
+        v.as_object_mut().unwrap().remove("tls_handshake");
+        v.as_object_mut().unwrap().remove("tls_resumed");
+        let back: Snapshot = serde_json::from_value(v).unwrap();
+        assert_eq!(back.tls_handshake.count(), 0);
     }
 
     #[test]

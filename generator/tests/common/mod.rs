@@ -155,6 +155,31 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(http_directives: &str) -> Option<Nginx> {
+        Nginx::start_server(http_directives, "", "")
+    }
+
+    /// An nginx serving HTTPS with this certificate and key (PEM files); `server_directives`
+    /// go into its `server` block (e.g. `ssl_verify_client on; ...`).
+    pub fn start_tls(
+        http_directives: &str,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        server_directives: &str,
+    ) -> Option<Nginx> {
+        let server = format!(
+            "ssl_certificate {}; ssl_certificate_key {}; {server_directives}",
+            cert.display(),
+            key.display()
+        );
+        Nginx::start_server(http_directives, " ssl", &server)
+    }
+
+    /// `listen_flags` follow the address in `listen`; `server_directives` go into `server`.
+    pub fn start_server(
+        http_directives: &str,
+        listen_flags: &str,
+        server_directives: &str,
+    ) -> Option<Nginx> {
         let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .map(PathBuf::from)
@@ -177,7 +202,8 @@ impl Nginx {
              http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d};\n\
              fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
              {http_directives}\n\
-             server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+             server {{ listen 127.0.0.1:{port}{listen_flags}; {server_directives}\n\
+             location / {{ return 200 \"ok\\n\"; }} }} }}\n"
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
         let mut child = Command::new(bin)
