@@ -58,6 +58,12 @@ pub struct RunConfig {
     pub output: Option<PathBuf>,
     pub latency: bool,
     pub progress: bool,
+    /// I/O driver choice (`--io`).
+    pub io: crate::engine::select::IoMode,
+    /// Why the target's host did not resolve. The run still happens (every connect is
+    /// counted as a connect error) so the report and exit code 1 say what went wrong,
+    /// as for a refused connection; `addr` is then a placeholder that is never used.
+    pub unresolved: Option<String>,
 }
 
 impl RunConfig {
@@ -130,7 +136,14 @@ impl RunConfig {
             (d, _) => d,
         };
         // Resolve last: everything else is cheaper to get wrong first.
-        let addr = target.resolve()?[0];
+        let (addr, unresolved) = match target.resolve() {
+            Ok(addrs) => (addrs[0], None),
+            Err(e @ (TargetError::Resolve { .. } | TargetError::NoAddresses { .. })) => (
+                SocketAddr::from(([0, 0, 0, 0], target.port())),
+                Some(e.to_string()),
+            ),
+            Err(e) => return Err(e.into()),
+        };
         Ok(RunConfig {
             target,
             addr,
@@ -152,6 +165,8 @@ impl RunConfig {
             output: a.output.clone(),
             latency: a.latency,
             progress: !a.quiet,
+            io: a.io,
+            unresolved,
         })
     }
 

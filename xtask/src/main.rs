@@ -5,8 +5,10 @@
 //! - `ci`    everything CI checks: installs the Debian packages tests need when missing,
 //!   then fmt, clippy and the whole test suite (release build: timing tests need it).
 //! - `bench` whole-system comparison against peers (see `bench.rs`).
+//! - `fuzz`  each fuzz target for a bounded time from its seed corpus (see `fuzz.rs`).
 
 mod bench;
+mod fuzz;
 mod proc;
 
 use std::process::Command;
@@ -19,8 +21,9 @@ fn main() {
         Some("demo") => demo(&args[1..]),
         Some("ci") => ci(),
         Some("bench") => bench::main(&args[1..]),
+        Some("fuzz") => fuzz::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo|ci|bench> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/");
+            eprintln!("usage: cargo xtask <demo|ci|bench|fuzz> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  fuzz [--time SECS] [TARGET...]      fuzz targets from their seed corpus (default 60 s each)");
             std::process::exit(2);
         }
     };
@@ -93,6 +96,18 @@ fn ci() -> Result<()> {
         "warnings",
     ])?;
     proc::cargo(&["test", "--workspace", "--all-targets", "--release"])?;
+    // The integration tests again on the epoll fallback driver: gen honours GEN_IO
+    // (docs/drivers.md). Both drivers must pass the whole suite.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let epoll = Command::new(cargo)
+        .args(["test", "-p", "generator", "--release", "--test", "*"])
+        .env("GEN_IO", "epoll")
+        .status()
+        .context("running the tests with GEN_IO=epoll")?;
+    if !epoll.success() {
+        bail!("the integration tests failed on the epoll driver ({epoll})");
+    }
+    fuzz::main(&["--time".into(), "60".into()])?;
     Ok(())
 }
 
