@@ -399,6 +399,18 @@ mod tests {
         let addr = SockAddr::from(listener.local_addr().unwrap());
         let mut d = Epoll::new(2).unwrap();
         let fd = socket();
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt with a live c_int.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
         unsafe { d.connect(1, fd, &addr) };
         let (mut server, _) = listener.accept().unwrap();
         let c = collect(&mut d, 1);
@@ -412,10 +424,15 @@ mod tests {
         let mut got = [0u8; 4];
         server.read_exact(&mut got).unwrap();
         assert_eq!(&got, req);
+        // The kernel switches receive timestamps on asynchronously the first time a socket
+        // asks (see conn.rs); give it time before the data arrives.
+        std::thread::sleep(std::time::Duration::from_millis(200));
         server.write_all(b"pong!").unwrap();
         let mut c = collect(&mut d, 2);
         c.sort_by_key(|c| c.op as u8);
         assert_eq!(c, vec![cq(1, Op::Send, 4), cq(1, Op::Recv, 5)]);
+        // The receive carried the kernel's arrival time, as on io_uring.
+        assert!(conn.rx_timestamp().is_some(), "no SO_TIMESTAMPNS on epoll");
 
         // A parked receive is cancelled: it completes with ECANCELED, then the cancel.
         let msg = conn.rx_msg();
