@@ -189,7 +189,10 @@ pub fn run(cfg: &RunConfig) -> i32 {
         eprintln!("gen: {why}; every connection attempt is counted as a connect error");
     }
     let nofile = crate::engine::select::raise_nofile_limit();
-    if let Some(warning) = crate::engine::select::pool_warning(cfg.connections, nofile) {
+    let in_use = crate::engine::select::fds_in_use();
+    if let Some(warning) =
+        crate::engine::select::pool_warning(cfg.connections, cfg.threads, nofile, in_use)
+    {
         eprintln!("gen: {warning}");
     }
     let outcome = crate::engine::run(cfg, |index, snap| {

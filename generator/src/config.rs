@@ -240,6 +240,15 @@ mod tests {
         assert!(msg(&[]).contains("no target"));
     }
 
+    /// A name that does not resolve is not bad input: the run goes on and counts it.
+    #[test]
+    fn unresolvable_host_is_kept_for_the_run() {
+        let c = cfg(&["http://no-such-host.invalid:8080/"]).unwrap();
+        let why = c.unresolved.unwrap();
+        assert!(why.contains("no-such-host.invalid"), "{why}");
+        assert!(cfg(&["http://127.0.0.1:9/"]).unwrap().unresolved.is_none());
+    }
+
     #[test]
     fn body_implies_post() {
         let c = cfg(&["-d", "a=1", "http://127.0.0.1/"]).unwrap();

@@ -1,4 +1,5 @@
-//! The engine: pinned worker threads, each with its own ring, connections and recorder.
+//! The engine: pinned worker threads, each with its own driver (io_uring, or epoll: see
+//! [`select`]), connections and recorder.
 //!
 //! [`run`] starts one worker per thread, pins each to a CPU, lets every worker open its
 //! connections, then starts all of them at one common instant so that the global schedule

@@ -78,17 +78,26 @@ pub fn raise_nofile_limit() -> u64 {
     lim.rlim_cur
 }
 
-/// Descriptors a run needs besides its sockets (stdio, rings or epoll sets, files, slack).
-pub const FD_RESERVE: u64 = 64;
+/// Descriptors open in this process now (stdio, files, ...), from /proc/self/fd.
+pub fn fds_in_use() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(3, |d| d.count() as u64)
+}
 
-/// A clear sentence when `connections` cannot all be open at once under `nofile`.
-pub fn pool_warning(connections: usize, nofile: u64) -> Option<String> {
-    let room = nofile.saturating_sub(FD_RESERVE);
+/// A clear sentence when `connections` sockets cannot all be open at once under the limit
+/// `nofile`, with `in_use` descriptors already open and one ring or epoll set (plus slack)
+/// per thread.
+pub fn pool_warning(
+    connections: usize,
+    threads: usize,
+    nofile: u64,
+    in_use: u64,
+) -> Option<String> {
+    let room = nofile.saturating_sub(in_use + 2 * threads as u64 + 4);
     (connections as u64 > room).then(|| {
         format!(
             "the pool of {connections} connections cannot be opened: the open-file limit is \
-             {nofile} (ulimit -n; the hard limit cannot be raised without privileges), so at \
-             most about {room} connections can be open; the rest are counted as connect errors"
+             {nofile} (ulimit -n; raising the hard limit needs privileges), so at most about \
+             {room} connections can be open; the rest are counted as connect errors"
         )
     })
 }
@@ -129,11 +138,12 @@ mod tests {
 
     #[test]
     fn pool_warning_names_the_numbers() {
-        assert!(pool_warning(100, 1024).is_none());
-        let w = pool_warning(5000, 1024).unwrap();
+        assert!(pool_warning(100, 2, 1024, 10).is_none());
+        let w = pool_warning(5000, 2, 1024, 10).unwrap();
         assert!(
-            w.contains("5000") && w.contains("1024") && w.contains("960"),
+            w.contains("5000") && w.contains("1024") && w.contains("1006"),
             "{w}"
         );
+        assert!(fds_in_use() >= 3, "stdio at least");
     }
 }
