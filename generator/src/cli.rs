@@ -120,6 +120,16 @@ pub struct Args {
     /// https: private key (PEM) of --cert.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// I/O driver: auto (io_uring, or epoll where io_uring is blocked, e.g. by a container's
+    /// seccomp profile), uring, or epoll.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "DRIVER",
+        env = "GEN_IO",
+        default_value = "auto"
+    )]
+    pub io: crate::engine::select::IoMode,
 }
 
 /// Parse `500ms`, `30s`, `2m`, `1h30m`, `1.5s`, `250us`; a bare number means seconds.
@@ -206,6 +216,16 @@ pub fn run(cfg: &RunConfig) -> i32 {
     }
     let live = cfg.progress && std::io::stderr().is_terminal();
     let rate = cfg.plan.rate();
+    if let Some(why) = &cfg.unresolved {
+        eprintln!("gen: {why}; every connection attempt is counted as a connect error");
+    }
+    let nofile = crate::engine::select::raise_nofile_limit();
+    let in_use = crate::engine::select::fds_in_use();
+    if let Some(warning) =
+        crate::engine::select::pool_warning(cfg.connections, cfg.threads, nofile, in_use)
+    {
+        eprintln!("gen: {warning}");
+    }
     let outcome = crate::engine::run(cfg, |index, snap| {
         if live {
             let line = progress_line(snap, (index + 1) as f64, rate);
@@ -223,6 +243,12 @@ pub fn run(cfg: &RunConfig) -> i32 {
             return EXIT_RUN_FAILED;
         }
     };
+    if outcome.connected < cfg.connections && cfg.unresolved.is_none() {
+        eprintln!(
+            "gen: only {} of {} connections could be opened before the start (see the connect errors)",
+            outcome.connected, cfg.connections
+        );
+    }
     let report = Report::from_points(
         cfg.run_info(outcome.driver),
         &outcome.totals,

@@ -63,6 +63,12 @@ pub struct RunConfig {
     pub probes: crate::probes::ProbeMode,
     /// https: the TLS client configuration (None for http).
     pub tls: Option<TlsClient>,
+    /// I/O driver choice (`--io`).
+    pub io: crate::engine::select::IoMode,
+    /// Why the target's host did not resolve. The run still happens (every connect is
+    /// counted as a connect error) so the report and exit code 1 say what went wrong,
+    /// as for a refused connection; `addr` is then a placeholder that is never used.
+    pub unresolved: Option<String>,
 }
 
 impl RunConfig {
@@ -154,7 +160,14 @@ impl RunConfig {
             (d, _) => d,
         };
         // Resolve last: everything else is cheaper to get wrong first.
-        let addr = target.resolve()?[0];
+        let (addr, unresolved) = match target.resolve() {
+            Ok(addrs) => (addrs[0], None),
+            Err(e @ (TargetError::Resolve { .. } | TargetError::NoAddresses { .. })) => (
+                SocketAddr::from(([0, 0, 0, 0], target.port())),
+                Some(e.to_string()),
+            ),
+            Err(e) => return Err(e.into()),
+        };
         Ok(RunConfig {
             target,
             addr,
@@ -179,6 +192,8 @@ impl RunConfig {
             progress: !a.quiet,
             probes: a.probes,
             tls,
+            io: a.io,
+            unresolved,
         })
     }
 
@@ -250,6 +265,15 @@ mod tests {
         );
         assert!(msg(&["-H", "nocolon", "http://127.0.0.1/"]).contains("nocolon"));
         assert!(msg(&[]).contains("no target"));
+    }
+
+    /// A name that does not resolve is not bad input: the run goes on and counts it.
+    #[test]
+    fn unresolvable_host_is_kept_for_the_run() {
+        let c = cfg(&["http://no-such-host.invalid:8080/"]).unwrap();
+        let why = c.unresolved.unwrap();
+        assert!(why.contains("no-such-host.invalid"), "{why}");
+        assert!(cfg(&["http://127.0.0.1:9/"]).unwrap().unresolved.is_none());
     }
 
     #[test]

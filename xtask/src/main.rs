@@ -9,10 +9,12 @@
 //!   (see `k8s.rs`; the tests run them too).
 //! - `ebpf`  rebuild the committed eBPF object of the kernel probes (see `ebpf.rs`).
 //! - `bench-cluster` the coordinator's CPU cost with simulated workers.
+//! - `fuzz`  each fuzz target for a bounded time from its seed corpus (see `fuzz.rs`).
 
 mod bench;
 mod cluster_bench;
 mod ebpf;
+mod fuzz;
 mod k8s;
 mod proc;
 
@@ -30,8 +32,9 @@ fn main() {
         Some("bench-cluster") => cluster_bench::main(&args[1..]),
         Some("k8s") => k8s::main(&args[1..]),
         Some("ebpf") => ebpf::main(&args[1..]),
+        Some("fuzz") => fuzz::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo|ci|bench|bench-cluster|ebpf|k8s> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  bench-cluster [--workers 20,200]   coordinator CPU with N simulated workers\n  k8s --target URL --image IMAGE [--workers N] [--overlay gke|local|job] [--out DIR]\n  k8s check                          every offline check of k8s/ (docs/kubernetes.md)\n  ebpf                               rebuild generator-ebpf/bpf/*.o with clang");
+            eprintln!("usage: cargo xtask <demo|ci|bench|bench-cluster|ebpf|fuzz|k8s> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  bench-cluster [--workers 20,200]   coordinator CPU with N simulated workers\n  k8s --target URL --image IMAGE [--workers N] [--overlay gke|local|job] [--out DIR]\n  k8s check                          every offline check of k8s/ (docs/kubernetes.md)\n  ebpf                               rebuild generator-ebpf/bpf/*.o with clang\n  fuzz [--time SECS] [TARGET...]     fuzz targets from their seed corpus (default 60 s each)");
             std::process::exit(2);
         }
     };
@@ -106,6 +109,18 @@ fn ci() -> Result<()> {
         "warnings",
     ])?;
     proc::cargo(&["test", "--workspace", "--all-targets", "--release"])?;
+    // The integration tests again on the epoll fallback driver: gen honours GEN_IO
+    // (docs/drivers.md). Both drivers must pass the whole suite.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let epoll = Command::new(cargo)
+        .args(["test", "-p", "generator", "--release", "--test", "*"])
+        .env("GEN_IO", "epoll")
+        .status()
+        .context("running the tests with GEN_IO=epoll")?;
+    if !epoll.success() {
+        bail!("the integration tests failed on the epoll driver ({epoll})");
+    }
+    fuzz::main(&["--time".into(), "60".into()])?;
     Ok(())
 }
 

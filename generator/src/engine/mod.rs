@@ -1,4 +1,5 @@
-//! The engine: pinned worker threads, each with its own ring, connections and recorder.
+//! The engine: pinned worker threads, each with its own driver (io_uring, or epoll: see
+//! [`select`]), connections and recorder.
 //!
 //! [`run`] starts one worker per thread, pins each to a CPU, lets every worker open its
 //! connections, then starts all of them at one common instant so that the global schedule
@@ -9,6 +10,8 @@
 pub mod conn;
 pub mod control;
 pub mod driver;
+pub mod epoll;
+pub mod select;
 pub mod uring;
 pub mod worker;
 
@@ -23,6 +26,9 @@ use crate::config::RunConfig;
 use crate::export::{Cpu, SeriesPoint};
 use crate::measure::Snapshot;
 pub use control::Control;
+use driver::Driver;
+use epoll::Epoll;
+use select::DriverKind;
 use uring::Uring;
 use worker::{Interval, Shared, Worker, WorkerEnd};
 
@@ -68,12 +74,18 @@ pub fn run_with(
     mut on_second: impl FnMut(u64, &Snapshot),
 ) -> Result<Outcome, EngineError> {
     let threads = cfg.threads;
+    let (kind, fallback) = select::choose(cfg.io);
+    if let Some(why) = fallback {
+        // Said once per run; the report names the driver too.
+        eprintln!("gen: io_uring is unavailable ({why}); using the epoll driver");
+    }
     let cpus = allowed_cpus();
     let shared = Shared {
         plan: &cfg.plan,
         request: &cfg.request,
         head_request: cfg.head_request,
         addr: cfg.addr.into(),
+        no_address: cfg.unresolved.is_some(),
         timeout_ns: cfg.timeout.as_nanos() as u64,
         max_queue: cfg.max_queue,
         threads,
@@ -102,7 +114,7 @@ pub fn run_with(
                 std::thread::Builder::new()
                     .name(format!("gen-worker-{t}"))
                     .spawn_scoped(s, move || {
-                        worker_thread(t, cpu, conns, shared, barrier, start_at, &tx)
+                        worker_thread(t, cpu, conns, kind, shared, barrier, start_at, &tx)
                     })
                     .expect("spawning a worker thread")
             })
@@ -189,10 +201,12 @@ fn point(s: &Snapshot, index: u64) -> SeriesPoint {
     SeriesPoint::from_snapshot(s, index as f64, 1.0)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn worker_thread(
     t: usize,
     cpu: Option<usize>,
     conns: usize,
+    kind: DriverKind,
     shared: &Shared<'_>,
     barrier: &Barrier,
     start_at: &Mutex<Option<Instant>>,
@@ -204,15 +218,35 @@ fn worker_thread(
     // The default 50 µs timer slack would make every paced wake-up up to 50 µs late.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64) };
-    // The ring is created on this thread: SINGLE_ISSUER binds it to its creator.
-    let prepared = Uring::new(conns)
-        .map_err(|source| EngineError::Ring { thread: t, source })
-        .and_then(|ring| {
-            let mut w = Worker::new(t, shared, ring, conns);
-            w.connect_all()
-                .map_err(|source| EngineError::Worker { thread: t, source })?;
-            Ok(w)
-        });
+    // The driver is created on this thread: SINGLE_ISSUER binds a ring to its creator.
+    match kind {
+        DriverKind::Uring => {
+            let d = Uring::new(conns).map_err(|source| EngineError::Ring { thread: t, source });
+            drive(t, d, conns, shared, barrier, start_at, tx)
+        }
+        DriverKind::Epoll => {
+            let d = Epoll::new(conns).map_err(|source| EngineError::Worker { thread: t, source });
+            drive(t, d, conns, shared, barrier, start_at, tx)
+        }
+    }
+}
+
+/// The rest of a worker's life, the same for every driver.
+fn drive<D: Driver>(
+    t: usize,
+    driver: Result<D, EngineError>,
+    conns: usize,
+    shared: &Shared<'_>,
+    barrier: &Barrier,
+    start_at: &Mutex<Option<Instant>>,
+    tx: &mpsc::Sender<Interval>,
+) -> Result<(WorkerEnd, &'static str), EngineError> {
+    let prepared = driver.and_then(|driver| {
+        let mut w = Worker::new(t, shared, driver, conns);
+        w.connect_all()
+            .map_err(|source| EngineError::Worker { thread: t, source })?;
+        Ok(w)
+    });
     // Always meet the barriers, even after a failure, so the other threads are not stuck.
     barrier.wait();
     barrier.wait();

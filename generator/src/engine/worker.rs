@@ -40,6 +40,8 @@ pub struct Shared<'a> {
     pub request: &'a [u8],
     pub head_request: bool,
     pub addr: SockAddr,
+    /// The host did not resolve: every connect fails (and is counted) without a socket.
+    pub no_address: bool,
     pub timeout_ns: u64,
     pub max_queue: usize,
     pub threads: usize,
@@ -383,7 +385,12 @@ impl<'a, D: Driver> Worker<'a, D> {
                 break;
             }
             self.down.pop_front();
-            match open_socket(&self.sh.addr) {
+            let opened = if self.sh.no_address {
+                Err(std::io::ErrorKind::AddrNotAvailable.into())
+            } else {
+                open_socket(&self.sh.addr)
+            };
+            match opened {
                 Ok(fd) => {
                     c.fd = fd;
                     c.phase = Phase::Connecting;

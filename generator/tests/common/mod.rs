@@ -8,6 +8,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+/// The driver a run reports: the binary honours `GEN_IO` (CI runs the integration tests
+/// once with the default and once with `GEN_IO=epoll`).
+pub fn expected_driver() -> &'static str {
+    match std::env::var("GEN_IO").as_deref() {
+        Ok("epoll") => "epoll",
+        _ => "io_uring",
+    }
+}
+
 pub fn gen_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gen"))
 }
