@@ -99,6 +99,16 @@ pub struct Args {
     /// No live progress line (it is also off when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
+
+    /// Scenario file (TOML): weighted, templated requests; see docs/scenarios.md. The URL,
+    /// when given, is the base its paths are sent to.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "headers", "body", "body_file"])]
+    pub scenario: Option<PathBuf>,
+
+    /// Seed of the random picks and values of a scenario (default: random). The same seed
+    /// and thread count repeat the same sequence.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
 }
 
 /// Parse `500ms`, `30s`, `2m`, `1h30m`, `1.5s`, `250us`; a bare number means seconds.
@@ -197,6 +207,11 @@ pub fn run(cfg: &RunConfig) -> i32 {
         outcome.series,
         outcome.measured_s,
         outcome.cpu,
+    )
+    .with_endpoint_names(
+        cfg.scenario
+            .as_ref()
+            .map_or(Vec::new(), |s| s.names.clone()),
     );
     let json = report.to_json();
     if let Some(path) = &cfg.output {

@@ -30,6 +30,8 @@ pub enum ConfigError {
     Zero { flag: &'static str, value: u64 },
     #[error("invalid duration {0:?} (must be longer than zero)")]
     Duration(Duration),
+    #[error(transparent)]
+    Scenario(#[from] crate::scenario::ScenarioError),
     #[error("cannot read body file {path}: {source}")]
     BodyFile {
         path: PathBuf,
@@ -58,22 +60,31 @@ pub struct RunConfig {
     pub output: Option<PathBuf>,
     pub latency: bool,
     pub progress: bool,
+    /// The scenario (`--scenario`); `None` sends `request` every time.
+    pub scenario: Option<crate::scenario::Scenario>,
+    /// Seed of the scenario's random picks and values.
+    pub seed: u64,
 }
 
 impl RunConfig {
     pub fn from_args(a: &Args) -> Result<RunConfig, ConfigError> {
-        let url = a
-            .target
-            .as_ref()
-            .or(a.url.as_ref())
-            .ok_or(ConfigError::NoTarget)?;
-        let target = Target::parse(url)?;
+        let url = a.target.as_ref().or(a.url.as_ref());
+        let (scenario, target) = match (&a.scenario, url) {
+            (Some(path), url) => {
+                let t = url.map(|u| Target::parse(u)).transpose()?;
+                let (sc, t) = crate::scenario::load(path, t.as_ref())?;
+                (Some(sc), t)
+            }
+            (None, Some(url)) => (None, Target::parse(url)?),
+            (None, None) => return Err(ConfigError::NoTarget),
+        };
         if target.is_tls() {
             return Err(ConfigError::Tls {
-                target: url.clone(),
+                target: target.to_string(),
             });
         }
-        let load = match a.rate {
+        let rate = a.rate.or(scenario.as_ref().and_then(|s| s.rate));
+        let load = match rate {
             Some(r) if r.is_finite() && r > 0.0 => Load::Open { rate: r },
             Some(r) => return Err(ConfigError::Rate(r)),
             None => Load::Closed,
@@ -112,6 +123,10 @@ impl RunConfig {
         }
         let request = spec.encode()?;
         let head_request = spec.is_head();
+        let method = match &scenario {
+            Some(sc) => scenario_method(sc),
+            None => method,
+        };
 
         let cpus = crate::engine::allowed_cpus().len().max(1);
         let mut threads = a.threads.unwrap_or(cpus);
@@ -152,6 +167,8 @@ impl RunConfig {
             output: a.output.clone(),
             latency: a.latency,
             progress: !a.quiet,
+            scenario,
+            seed: a.seed.unwrap_or_else(random_seed),
         })
     }
 
@@ -177,6 +194,24 @@ impl RunConfig {
                 .map_or(0, |d| d.as_millis() as u64),
         }
     }
+}
+
+/// The report's method line for a scenario: its one method, or `mixed`.
+fn scenario_method(sc: &crate::scenario::Scenario) -> String {
+    let first = sc.requests.first().map_or("GET", |r| r.method.as_str());
+    if sc.requests.iter().all(|r| r.method == first) {
+        first.to_owned()
+    } else {
+        "mixed".to_owned()
+    }
+}
+
+/// A seed that differs between runs and between processes started together.
+fn random_seed() -> u64 {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
 }
 
 #[cfg(test)]

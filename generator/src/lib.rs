@@ -12,6 +12,7 @@ pub mod export;
 pub mod http;
 pub mod measure;
 pub mod plan;
+pub mod scenario;
 
 /// Entry point of the `gen` binary; returns the process exit code.
 pub fn run() -> i32 {

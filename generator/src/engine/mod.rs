@@ -69,6 +69,8 @@ pub fn run(
         max_queue: cfg.max_queue,
         threads,
         resolution_ns: cfg.resolution.as_nanos() as u64,
+        scenario: cfg.scenario.as_ref(),
+        seed: cfg.seed,
     };
     let barrier = Barrier::new(threads + 1);
     let start_at: Mutex<Option<Instant>> = Mutex::new(None);

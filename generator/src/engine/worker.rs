@@ -17,6 +17,7 @@ use super::conn::{Conn, Phase, RecvOutcome};
 use super::driver::{Completion, Driver, Op, Wake};
 use crate::measure::{ErrorKind, Recorder, Snapshot};
 use crate::plan::{Load, Plan};
+use crate::scenario::{Scenario, Workload};
 
 const SEC: u64 = 1_000_000_000;
 /// How often in-flight and queued requests are checked against the timeout.
@@ -44,6 +45,9 @@ pub struct Shared<'a> {
     pub threads: usize,
     /// Pacing resolution: wake-ups that release due requests are at least this far apart.
     pub resolution_ns: u64,
+    /// A scenario picks and renders each request; `None` sends `request` every time.
+    pub scenario: Option<&'a Scenario>,
+    pub seed: u64,
 }
 
 /// What a worker reports when it ends.
@@ -85,6 +89,8 @@ pub struct Worker<'a, D: Driver> {
     /// timestamping on asynchronously); past a handful the loop stops relying on them and
     /// wakes for every completion instead.
     untimed: u32,
+    /// The scenario's per-thread state (picks, rendered requests, user ids).
+    work: Option<Workload<'a>>,
 }
 
 impl<'a, D: Driver> Worker<'a, D> {
@@ -97,7 +103,10 @@ impl<'a, D: Driver> Worker<'a, D> {
             down: (0..conns as u32).collect(),
             queue: VecDeque::with_capacity(sh.max_queue),
             busy: 0,
-            rec: Recorder::new(),
+            rec: match sh.scenario {
+                Some(sc) => Recorder::with_endpoints(sc.names.len()),
+                None => Recorder::new(),
+            },
             completions: Vec::with_capacity(conns * 4 + 64),
             origin: Instant::now(),
             next_i: id as u64,
@@ -106,6 +115,9 @@ impl<'a, D: Driver> Worker<'a, D> {
             last_sent_ns: 0,
             real_offset: 0,
             untimed: 0,
+            work: sh
+                .scenario
+                .map(|sc| Workload::new(sc, sh.seed, id, sh.threads, conns)),
         }
     }
 
@@ -127,6 +139,9 @@ impl<'a, D: Driver> Worker<'a, D> {
         unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
         let real = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
         self.real_offset = real - self.now() as i128;
+        if let Some(w) = &mut self.work {
+            w.refresh_clock(ts.tv_sec);
+        }
     }
 
     /// Open every connection before the clock starts; returns how many succeeded.
@@ -317,17 +332,25 @@ impl<'a, D: Driver> Worker<'a, D> {
 
     #[inline]
     fn begin(&mut self, i: u32, intended: u64, now: u64) {
+        let (req, head) = match &mut self.work {
+            None => (self.sh.request, self.sh.head_request),
+            Some(w) => {
+                let (_, head) = w.next(i, (now as i128 + self.real_offset) as i64);
+                (w.bytes(i), head)
+            }
+        };
         let c = &mut self.conns[i as usize];
-        c.begin(intended, now, self.sh.head_request);
+        c.begin(intended, now, head);
         self.busy += 1;
         self.last_sent_ns = now;
-        let req = self.sh.request;
         if intended >= self.sh.plan.warmup_ns() {
             self.rec.record_sent(req.len() as u64);
         }
         c.send_inflight = true;
         c.pending += 1;
-        // SAFETY: the request bytes live in `Shared`, which outlives the worker and its driver.
+        // SAFETY: the request bytes live in `Shared`, which outlives the worker and its
+        // driver, or in this connection's buffer in `work`, untouched until the send is done
+        // (a connection gets its next request only when Ready with no send in flight).
         unsafe { self.driver.send(i, c.fd, req.as_ptr(), req.len()) };
     }
 
@@ -441,13 +464,17 @@ impl<'a, D: Driver> Worker<'a, D> {
                 }
             },
             Op::Send => {
-                let total = self.sh.request.len();
+                let request = match &self.work {
+                    None => self.sh.request,
+                    Some(w) => w.bytes(i),
+                };
+                let total = request.len();
                 match c.on_send(cq.res, total) {
                     Ok(true) => {
                         let off = c.tx_off;
                         c.send_inflight = true;
                         c.pending += 1;
-                        let rest = &self.sh.request[off..];
+                        let rest = &request[off..];
                         // SAFETY: as in `begin`.
                         unsafe { self.driver.send(i, c.fd, rest.as_ptr(), rest.len()) };
                     }
@@ -488,6 +515,16 @@ impl<'a, D: Driver> Worker<'a, D> {
                                 done.status,
                                 r.bytes,
                             );
+                            if let Some(w) = &self.work {
+                                let ep = w.endpoint(i);
+                                self.rec.record_endpoint(
+                                    ep,
+                                    r.intended,
+                                    r.done,
+                                    done.status,
+                                    r.bytes,
+                                );
+                            }
                         }
                         if clean {
                             if !c.send_inflight {
@@ -512,6 +549,9 @@ impl<'a, D: Driver> Worker<'a, D> {
         if c.phase == Phase::Busy {
             if c.req.intended >= self.sh.plan.warmup_ns() {
                 self.rec.record_error(kind);
+                if let Some(w) = &self.work {
+                    self.rec.record_endpoint_failure(w.endpoint(i));
+                }
             }
             self.last_ns = now;
         }
@@ -571,6 +611,9 @@ impl<'a, D: Driver> Worker<'a, D> {
             let c = &mut self.conns[i];
             if c.phase == Phase::Busy && c.req.intended >= warm {
                 self.rec.record_error(ErrorKind::Timeout);
+                if let Some(w) = &self.work {
+                    self.rec.record_endpoint_failure(w.endpoint(i as u32));
+                }
             }
             if c.fd >= 0 && c.pending > 0 {
                 // SAFETY: plain syscall on a descriptor this connection owns.

@@ -6,11 +6,13 @@
 //! keep up, latency and rate figures describe the generator, not the target, and the report
 //! says so loudly (see [`BoundReason`]).
 
+mod endpoints;
 mod json;
 mod text;
 
 use crate::measure::{ErrorKind, Snapshot};
 
+pub use endpoints::EndpointRow;
 pub use text::{fmt_bytes, fmt_duration_us};
 
 /// Exit code: the run completed (whatever the latencies were).
@@ -228,6 +230,8 @@ pub struct Report {
     measured_s: f64,
     cpu: Cpu,
     reasons: Vec<BoundReason>,
+    /// Scenario request names, in the order of `totals.endpoints`.
+    endpoint_names: Vec<String>,
 }
 
 impl Report {
@@ -288,6 +292,7 @@ impl Report {
             measured_s,
             cpu,
             reasons: Vec::new(),
+            endpoint_names: Vec::new(),
         };
         r.reasons = r.judge();
         r
@@ -321,6 +326,18 @@ impl Report {
             });
         }
         reasons
+    }
+
+    /// Names the per-request rows of the totals (a scenario run): the report then has the
+    /// per-name table ([`Report::endpoint_rows`]).
+    pub fn with_endpoint_names(mut self, names: Vec<String>) -> Report {
+        self.endpoint_names = names;
+        self
+    }
+
+    /// The per-name table with its `Aggregated` row; empty without a scenario.
+    pub fn endpoint_rows(&self) -> Vec<EndpointRow> {
+        endpoints::rows(self)
     }
 
     /// The run description.
@@ -399,12 +416,20 @@ impl Report {
     /// Human-readable report; `full_latency` adds the HDR percentile spectrum of the response
     /// time (like wrk2's `--latency`).
     pub fn to_text(&self, full_latency: bool) -> String {
-        text::render(self, full_latency)
+        text::render(self, full_latency) + &endpoints::text(self)
     }
 
     /// The JSON report (schema `docs/report.schema.json`, version [`SCHEMA_VERSION`]).
     pub fn to_json(&self) -> serde_json::Value {
-        json::render(self)
+        let mut doc = json::render(self);
+        let rows = self.endpoint_rows();
+        if let (false, Some(map)) = (rows.is_empty(), doc.as_object_mut()) {
+            map.insert(
+                "endpoints".into(),
+                serde_json::to_value(rows).unwrap_or_default(),
+            );
+        }
+        doc
     }
 }
 
