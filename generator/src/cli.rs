@@ -105,6 +105,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "headers", "body", "body_file"])]
     pub scenario: Option<PathBuf>,
 
+    /// A load stage DURATION:RATE (repeatable): the rate ramps linearly from the previous
+    /// stage's (0 at first) to RATE over DURATION; 0s:RATE is a step. Replaces --rate and
+    /// --duration; the warm-up is the start of the curve.
+    #[arg(long = "stage", value_name = "DURATION:RATE", conflicts_with_all = ["rate", "duration"])]
+    pub stages: Vec<String>,
+
     /// Seed of the random picks and values of a scenario (default: random). The same seed
     /// and thread count repeat the same sequence.
     #[arg(long, value_name = "N")]

@@ -11,7 +11,7 @@ use crate::cli::Args;
 use crate::export::{Mode, RunInfo};
 use crate::http::request::{parse_header_arg, RequestError, RequestSpec};
 use crate::http::target::{Target, TargetError};
-use crate::plan::{Load, Plan};
+use crate::plan::{Load, Plan, Ramp, Stage};
 
 /// Why a command line cannot run. Each message names the bad value.
 #[derive(Debug, Error)]
@@ -24,6 +24,8 @@ pub enum ConfigError {
     Request(#[from] RequestError),
     #[error("{target}: https targets need TLS, which this build does not support yet")]
     Tls { target: String },
+    #[error("{0}")]
+    Stage(String),
     #[error("invalid rate {0} (must be a positive number of requests per second)")]
     Rate(f64),
     #[error("invalid {flag} {value} (must be at least 1)")]
@@ -84,10 +86,17 @@ impl RunConfig {
             });
         }
         let rate = a.rate.or(scenario.as_ref().and_then(|s| s.rate));
-        let load = match rate {
-            Some(r) if r.is_finite() && r > 0.0 => Load::Open { rate: r },
-            Some(r) => return Err(ConfigError::Rate(r)),
-            None => Load::Closed,
+        let stages = match (&scenario, a.rate) {
+            _ if !a.stages.is_empty() => a.stages.clone(),
+            (Some(sc), None) => sc.stages.clone(),
+            _ => Vec::new(),
+        };
+        let ramp = ramp_of(&stages, a.warmup)?;
+        let load = match (&ramp, rate) {
+            (Some(r), _) => Load::Ramp(r.clone()),
+            (None, Some(r)) if r.is_finite() && r > 0.0 => Load::Open { rate: r },
+            (None, Some(r)) => return Err(ConfigError::Rate(r)),
+            (None, None) => Load::Closed,
         };
         for (flag, v) in [
             ("--connections", a.connections.map(|v| v as u64)),
@@ -130,19 +139,27 @@ impl RunConfig {
 
         let cpus = crate::engine::allowed_cpus().len().max(1);
         let mut threads = a.threads.unwrap_or(cpus);
-        let connections = a.connections.unwrap_or(match load {
-            Load::Open { rate } => ((rate * 0.010).ceil() as usize).clamp(4 * threads, 10_000),
-            Load::Closed => 64,
+        let peak = Plan {
+            load: load.clone(),
+            warmup: a.warmup,
+            duration: None,
+            requests: None,
+        }
+        .peak_rate();
+        let connections = a.connections.unwrap_or(match peak {
+            Some(rate) => ((rate * 0.010).ceil() as usize).clamp(4 * threads, 10_000),
+            None => 64,
         });
         // A thread without a connection would have nothing to do.
         threads = threads.min(connections);
-        let max_queue = a.max_queue.unwrap_or(match load {
-            Load::Open { rate } => ((rate * 2.0 / threads as f64).ceil() as usize).max(1024),
-            Load::Closed => 1,
+        let max_queue = a.max_queue.unwrap_or(match peak {
+            Some(rate) => ((rate * 2.0 / threads as f64).ceil() as usize).max(1024),
+            None => 1,
         });
-        let duration = match (a.duration, a.requests) {
-            (None, None) => Some(Duration::from_secs(10)),
-            (d, _) => d,
+        let duration = match (a.duration, a.requests, &ramp) {
+            (None, _, Some(r)) => Some(r.total().saturating_sub(a.warmup)),
+            (None, None, None) => Some(Duration::from_secs(10)),
+            (d, _, _) => d,
         };
         // Resolve last: everything else is cheaper to get wrong first.
         let addr = target.resolve()?[0];
@@ -183,6 +200,9 @@ impl RunConfig {
                 Load::Closed => Mode::Closed {
                     connections: self.connections,
                 },
+                Load::Ramp(_) => Mode::Open {
+                    rate: self.plan.rate().unwrap_or(0.0),
+                },
             },
             duration_s: self.plan.duration.map_or(0.0, |d| d.as_secs_f64()),
             warmup_s: self.plan.warmup.as_secs_f64(),
@@ -194,6 +214,33 @@ impl RunConfig {
                 .map_or(0, |d| d.as_millis() as u64),
         }
     }
+}
+
+/// Compiles `--stage` (or the scenario's) stages; `None` without any.
+fn ramp_of(stages: &[String], warmup: Duration) -> Result<Option<Ramp>, ConfigError> {
+    if stages.is_empty() {
+        return Ok(None);
+    }
+    let parsed = stages
+        .iter()
+        .map(|s| Stage::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ConfigError::Stage)?;
+    let ramp = Ramp::new(&parsed);
+    if ramp.total() <= warmup {
+        return Err(ConfigError::Stage(format!(
+            "stages {} last {:?}, not longer than the warm-up {warmup:?}",
+            stages.join(" "),
+            ramp.total()
+        )));
+    }
+    if ramp.peak_rate() <= 0.0 {
+        return Err(ConfigError::Stage(format!(
+            "stages {} never rise above rate 0",
+            stages.join(" ")
+        )));
+    }
+    Ok(Some(ramp))
 }
 
 /// The report's method line for a scenario: its one method, or `mixed`.

@@ -16,7 +16,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use super::conn::{Conn, Phase, RecvOutcome};
 use super::driver::{Completion, Driver, Op, Wake};
 use crate::measure::{ErrorKind, Recorder, Snapshot};
-use crate::plan::{Load, Plan};
+use crate::plan::Plan;
 use crate::scenario::{Scenario, Workload};
 
 const SEC: u64 = 1_000_000_000;
@@ -178,7 +178,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             c.since = 0;
         }
         let plan = self.sh.plan;
-        let open = matches!(plan.load, Load::Open { .. });
+        let open = plan.is_open();
         let warm = plan.warmup_ns();
         let end = plan.end_ns();
         let threads = self.sh.threads as u64;
