@@ -111,6 +111,11 @@ pub struct Args {
     #[arg(long = "stage", value_name = "DURATION:RATE", conflicts_with_all = ["rate", "duration"])]
     pub stages: Vec<String>,
 
+    /// Pass/fail condition on the whole run (repeatable), k6 style: p99<250ms, errors<1%,
+    /// rate>=49500, or per request name: /login:p95<100ms. A failure exits with code 3.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+
     /// Seed of the random picks and values of a scenario (default: random). The same seed
     /// and thread count repeat the same sequence.
     #[arg(long, value_name = "N")]
@@ -214,6 +219,7 @@ pub fn run(cfg: &RunConfig) -> i32 {
         outcome.measured_s,
         outcome.cpu,
     )
+    .with_thresholds(cfg.thresholds.clone())
     .with_endpoint_names(
         cfg.scenario
             .as_ref()

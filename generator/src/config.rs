@@ -26,6 +26,8 @@ pub enum ConfigError {
     Tls { target: String },
     #[error("{0}")]
     Stage(String),
+    #[error("{0}")]
+    Threshold(String),
     #[error("invalid rate {0} (must be a positive number of requests per second)")]
     Rate(f64),
     #[error("invalid {flag} {value} (must be at least 1)")]
@@ -66,6 +68,8 @@ pub struct RunConfig {
     pub scenario: Option<crate::scenario::Scenario>,
     /// Seed of the scenario's random picks and values.
     pub seed: u64,
+    /// `--threshold` and the scenario's thresholds.
+    pub thresholds: Vec<crate::export::Threshold>,
 }
 
 impl RunConfig {
@@ -92,6 +96,21 @@ impl RunConfig {
             _ => Vec::new(),
         };
         let ramp = ramp_of(&stages, a.warmup)?;
+        let names: &[String] = scenario.as_ref().map_or(&[], |s| &s.names);
+        let mut thresholds = Vec::new();
+        let file_thresholds = scenario.iter().flat_map(|s| &s.thresholds);
+        for src in a.thresholds.iter().chain(file_thresholds) {
+            let th = crate::export::Threshold::parse(src).map_err(ConfigError::Threshold)?;
+            if let Some(n) = &th.name {
+                if !names.contains(n) {
+                    return Err(ConfigError::Threshold(format!(
+                        "threshold {src:?}: no request named {n:?} (names: {})",
+                        names.join(", ")
+                    )));
+                }
+            }
+            thresholds.push(th);
+        }
         let load = match (&ramp, rate) {
             (Some(r), _) => Load::Ramp(r.clone()),
             (None, Some(r)) if r.is_finite() && r > 0.0 => Load::Open { rate: r },
@@ -186,6 +205,7 @@ impl RunConfig {
             progress: !a.quiet,
             scenario,
             seed: a.seed.unwrap_or_else(random_seed),
+            thresholds,
         })
     }
 

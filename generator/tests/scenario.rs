@@ -184,7 +184,7 @@ fn seed_bodies_arrive_as_a_form_parser_reads_them() {
         assert_eq!(row(p)["failures"], 0);
     }
     assert_eq!(row("Aggregated")["requests"], 3000);
-    assert_schema_valid(&report);
+    common::assert_schema_valid(&report);
 
     // sample-webapp, the tutorial's app, reads the same values back out of these bodies.
     let app = Webapp::start(&[]);
@@ -199,23 +199,6 @@ fn seed_bodies_arrive_as_a_form_parser_reads_them() {
             )
         );
     }
-}
-
-/// The committed JSON schema accepts the scenario report (and its `endpoints` rows).
-fn assert_schema_valid(doc: &serde_json::Value) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/report.schema.json");
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let v = jsonschema::draft202012::new(&schema).unwrap();
-    let errors: Vec<String> = v.iter_errors(doc).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{errors:#?}");
-    // And it is strict about the rows: a row without its name is refused.
-    let mut broken = doc.clone();
-    broken["endpoints"][0]
-        .as_object_mut()
-        .unwrap()
-        .remove("name");
-    assert!(!v.is_valid(&broken));
 }
 
 fn post(addr: &str, path: &str, body: &[u8]) -> String {

@@ -84,21 +84,31 @@ pub fn rows(r: &Report) -> Vec<EndpointRow> {
             None => EndpointRow::new(name, 0, 0, &Hist::new(), 0, 0, secs),
         })
         .collect();
-    let [c1, _, c3, c4, c5] = t.status_classes();
-    let bad_status = c1 + c3 + c4 + c5 + t.status_other();
-    let no_response = t
-        .errors_total()
-        .saturating_sub(t.errors(crate::measure::ErrorKind::Status));
+    let (requests, failures) = aggregate(t);
     out.push(EndpointRow::new(
         "Aggregated",
-        t.requests().saturating_add(no_response),
-        bad_status.saturating_add(no_response),
+        requests,
+        failures,
         &t.response,
         t.bytes_received(),
         t.requests(),
         secs,
     ));
     out
+}
+
+/// The whole run's (requests, failures) counted like a row's: failures are requests
+/// without a response plus responses outside 2xx.
+pub fn aggregate(t: &crate::measure::Snapshot) -> (u64, u64) {
+    let [c1, _, c3, c4, c5] = t.status_classes();
+    let bad_status = c1 + c3 + c4 + c5 + t.status_other();
+    let no_response = t
+        .errors_total()
+        .saturating_sub(t.errors(crate::measure::ErrorKind::Status));
+    (
+        t.requests().saturating_add(no_response),
+        bad_status.saturating_add(no_response),
+    )
 }
 
 /// The table as text (empty without names).

@@ -9,11 +9,13 @@
 mod endpoints;
 mod json;
 mod text;
+mod threshold;
 
 use crate::measure::{ErrorKind, Snapshot};
 
 pub use endpoints::EndpointRow;
 pub use text::{fmt_bytes, fmt_duration_us};
+pub use threshold::{Threshold, Verdict};
 
 /// Exit code: the run completed (whatever the latencies were).
 pub const EXIT_OK: i32 = 0;
@@ -21,6 +23,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_RUN_FAILED: i32 = 1;
 /// Exit code: bad input (flags, URL, files); nothing was run.
 pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code: the run completed and a threshold (`--threshold`) failed.
+pub const EXIT_THRESHOLD: i32 = 3;
 
 /// Generator-bound rule: schedule lag p99 above this (µs) means requests left late.
 pub const LAG_P99_LIMIT_US: u64 = 1_000;
@@ -232,6 +236,8 @@ pub struct Report {
     reasons: Vec<BoundReason>,
     /// Scenario request names, in the order of `totals.endpoints`.
     endpoint_names: Vec<String>,
+    /// Pass/fail conditions judged on the whole run.
+    thresholds: Vec<Threshold>,
 }
 
 impl Report {
@@ -293,6 +299,7 @@ impl Report {
             cpu,
             reasons: Vec::new(),
             endpoint_names: Vec::new(),
+            thresholds: Vec::new(),
         };
         r.reasons = r.judge();
         r
@@ -333,6 +340,18 @@ impl Report {
     pub fn with_endpoint_names(mut self, names: Vec<String>) -> Report {
         self.endpoint_names = names;
         self
+    }
+
+    /// Thresholds to judge ([`Report::verdicts`]); a failed one makes the exit code
+    /// [`EXIT_THRESHOLD`].
+    pub fn with_thresholds(mut self, thresholds: Vec<Threshold>) -> Report {
+        self.thresholds = thresholds;
+        self
+    }
+
+    /// Each threshold with its measured value and pass/fail.
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        threshold::judge(self)
     }
 
     /// The per-name table with its `Aggregated` row; empty without a scenario.
@@ -408,6 +427,8 @@ impl Report {
     pub fn exit_code(&self) -> i32 {
         if self.attempted() && self.totals.successful() == 0 {
             EXIT_RUN_FAILED
+        } else if self.verdicts().iter().any(|v| !v.pass) {
+            EXIT_THRESHOLD
         } else {
             EXIT_OK
         }
@@ -416,7 +437,7 @@ impl Report {
     /// Human-readable report; `full_latency` adds the HDR percentile spectrum of the response
     /// time (like wrk2's `--latency`).
     pub fn to_text(&self, full_latency: bool) -> String {
-        text::render(self, full_latency) + &endpoints::text(self)
+        text::render(self, full_latency) + &endpoints::text(self) + &threshold::text(self)
     }
 
     /// The JSON report (schema `docs/report.schema.json`, version [`SCHEMA_VERSION`]).
@@ -428,6 +449,11 @@ impl Report {
                 "endpoints".into(),
                 serde_json::to_value(rows).unwrap_or_default(),
             );
+        }
+        if let (false, Some(map)) = (self.thresholds.is_empty(), doc.as_object_mut()) {
+            map.insert("thresholds".into(), threshold::json(self));
+            // The document's exit code is written before thresholds are known to it.
+            map.insert("exit_code".into(), self.exit_code().into());
         }
         doc
     }
