@@ -98,7 +98,6 @@ fn pacer(c: &mut Criterion) {
         warmup: Duration::ZERO,
         duration: Some(Duration::from_secs(10)),
         requests: None,
-        scale: Vec::new(),
     };
     let mut i = 0u64;
     g.bench_function("due_ns_open", |b| {

@@ -130,6 +130,26 @@ pub struct Args {
         default_value = "auto"
     )]
     pub io: crate::engine::select::IoMode,
+    /// Scenario file (TOML): weighted, templated requests; see docs/scenarios.md. The URL,
+    /// when given, is the base its paths are sent to.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "headers", "body", "body_file"])]
+    pub scenario: Option<PathBuf>,
+
+    /// A load stage DURATION:RATE (repeatable): the rate ramps linearly from the previous
+    /// stage's (0 at first) to RATE over DURATION; 0s:RATE is a step. Replaces --rate and
+    /// --duration; the warm-up is the start of the curve.
+    #[arg(long = "stage", value_name = "DURATION:RATE", conflicts_with_all = ["rate", "duration"])]
+    pub stages: Vec<String>,
+
+    /// Pass/fail condition on the whole run (repeatable), k6 style: p99<250ms, errors<1%,
+    /// rate>=49500, or per request name: /login:p95<100ms. A failure exits with code 3.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+
+    /// Seed of the random picks and values of a scenario (default: random). The same seed
+    /// and thread count repeat the same sequence.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
 }
 
 /// Parse `500ms`, `30s`, `2m`, `1h30m`, `1.5s`, `250us`; a bare number means seconds.
@@ -256,7 +276,13 @@ pub fn run(cfg: &RunConfig) -> i32 {
         outcome.measured_s,
         outcome.cpu,
     )
-    .with_kernel(crate::probes::finish(cfg.probes, probes_off));
+    .with_kernel(crate::probes::finish(cfg.probes, probes_off))
+    .with_thresholds(cfg.thresholds.clone())
+    .with_endpoint_names(
+        cfg.scenario
+            .as_ref()
+            .map_or(Vec::new(), |s| s.names.clone()),
+    );
     let json = report.to_json();
     if let Some(path) = &cfg.output {
         let text = serde_json::to_string_pretty(&json).unwrap_or_default();

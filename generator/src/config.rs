@@ -12,7 +12,7 @@ use crate::export::{Mode, RunInfo};
 use crate::http::request::{parse_header_arg, RequestError, RequestSpec};
 use crate::http::target::{Target, TargetError};
 use crate::http::tls::{TlsClient, TlsConfigError, TlsOptions};
-use crate::plan::{Load, Plan};
+use crate::plan::{Load, Plan, Ramp, Stage};
 
 /// Why a command line cannot run. Each message names the bad value.
 #[derive(Debug, Error)]
@@ -25,12 +25,18 @@ pub enum ConfigError {
     Request(#[from] RequestError),
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
+    #[error("{0}")]
+    Stage(String),
+    #[error("{0}")]
+    Threshold(String),
     #[error("invalid rate {0} (must be a positive number of requests per second)")]
     Rate(f64),
     #[error("invalid {flag} {value} (must be at least 1)")]
     Zero { flag: &'static str, value: u64 },
     #[error("invalid duration {0:?} (must be longer than zero)")]
     Duration(Duration),
+    #[error(transparent)]
+    Scenario(#[from] crate::scenario::ScenarioError),
     #[error("cannot read body file {path}: {source}")]
     BodyFile {
         path: PathBuf,
@@ -69,16 +75,26 @@ pub struct RunConfig {
     /// counted as a connect error) so the report and exit code 1 say what went wrong,
     /// as for a refused connection; `addr` is then a placeholder that is never used.
     pub unresolved: Option<String>,
+    /// The scenario (`--scenario`); `None` sends `request` every time.
+    pub scenario: Option<crate::scenario::Scenario>,
+    /// Seed of the scenario's random picks and values.
+    pub seed: u64,
+    /// `--threshold` and the scenario's thresholds.
+    pub thresholds: Vec<crate::export::Threshold>,
 }
 
 impl RunConfig {
     pub fn from_args(a: &Args) -> Result<RunConfig, ConfigError> {
-        let url = a
-            .target
-            .as_ref()
-            .or(a.url.as_ref())
-            .ok_or(ConfigError::NoTarget)?;
-        let target = Target::parse(url)?;
+        let url = a.target.as_ref().or(a.url.as_ref());
+        let (scenario, target) = match (&a.scenario, url) {
+            (Some(path), url) => {
+                let t = url.map(|u| Target::parse(u)).transpose()?;
+                let (sc, t) = crate::scenario::load(path, t.as_ref())?;
+                (Some(sc), t)
+            }
+            (None, Some(url)) => (None, Target::parse(url)?),
+            (None, None) => return Err(ConfigError::NoTarget),
+        };
         let tls = if target.is_tls() {
             let opts = TlsOptions {
                 insecure: a.insecure,
@@ -90,10 +106,33 @@ impl RunConfig {
         } else {
             None
         };
-        let load = match a.rate {
-            Some(r) if r.is_finite() && r > 0.0 => Load::Open { rate: r },
-            Some(r) => return Err(ConfigError::Rate(r)),
-            None => Load::Closed,
+        let rate = a.rate.or(scenario.as_ref().and_then(|s| s.rate));
+        let stages = match (&scenario, a.rate) {
+            _ if !a.stages.is_empty() => a.stages.clone(),
+            (Some(sc), None) => sc.stages.clone(),
+            _ => Vec::new(),
+        };
+        let ramp = ramp_of(&stages, a.warmup)?;
+        let names: &[String] = scenario.as_ref().map_or(&[], |s| &s.names);
+        let mut thresholds = Vec::new();
+        let file_thresholds = scenario.iter().flat_map(|s| &s.thresholds);
+        for src in a.thresholds.iter().chain(file_thresholds) {
+            let th = crate::export::Threshold::parse(src).map_err(ConfigError::Threshold)?;
+            if let Some(n) = &th.name {
+                if !names.contains(n) {
+                    return Err(ConfigError::Threshold(format!(
+                        "threshold {src:?}: no request named {n:?} (names: {})",
+                        names.join(", ")
+                    )));
+                }
+            }
+            thresholds.push(th);
+        }
+        let load = match (&ramp, rate) {
+            (Some(r), _) => Load::Ramp(r.clone()),
+            (None, Some(r)) if r.is_finite() && r > 0.0 => Load::Open { rate: r },
+            (None, Some(r)) => return Err(ConfigError::Rate(r)),
+            (None, None) => Load::Closed,
         };
         for (flag, v) in [
             ("--connections", a.connections.map(|v| v as u64)),
@@ -142,22 +181,34 @@ impl RunConfig {
         }
         let request = spec.encode()?;
         let head_request = spec.is_head();
+        let method = match &scenario {
+            Some(sc) => scenario_method(sc),
+            None => method,
+        };
 
         let cpus = crate::engine::allowed_cpus().len().max(1);
         let mut threads = a.threads.unwrap_or(cpus);
-        let connections = a.connections.unwrap_or(match load {
-            Load::Open { rate } => ((rate * 0.010).ceil() as usize).clamp(4 * threads, 10_000),
-            Load::Closed => 64,
+        let peak = Plan {
+            load: load.clone(),
+            warmup: a.warmup,
+            duration: None,
+            requests: None,
+        }
+        .peak_rate();
+        let connections = a.connections.unwrap_or(match peak {
+            Some(rate) => ((rate * 0.010).ceil() as usize).clamp(4 * threads, 10_000),
+            None => 64,
         });
         // A thread without a connection would have nothing to do.
         threads = threads.min(connections);
-        let max_queue = a.max_queue.unwrap_or(match load {
-            Load::Open { rate } => ((rate * 2.0 / threads as f64).ceil() as usize).max(1024),
-            Load::Closed => 1,
+        let max_queue = a.max_queue.unwrap_or(match peak {
+            Some(rate) => ((rate * 2.0 / threads as f64).ceil() as usize).max(1024),
+            None => 1,
         });
-        let duration = match (a.duration, a.requests) {
-            (None, None) => Some(Duration::from_secs(10)),
-            (d, _) => d,
+        let duration = match (a.duration, a.requests, &ramp) {
+            (None, _, Some(r)) => Some(r.total().saturating_sub(a.warmup)),
+            (None, None, None) => Some(Duration::from_secs(10)),
+            (d, _, _) => d,
         };
         // Resolve last: everything else is cheaper to get wrong first.
         let (addr, unresolved) = match target.resolve() {
@@ -179,7 +230,6 @@ impl RunConfig {
                 warmup: a.warmup,
                 duration,
                 requests: a.requests,
-                scale: Vec::new(),
             },
             threads,
             connections,
@@ -194,6 +244,9 @@ impl RunConfig {
             tls,
             io: a.io,
             unresolved,
+            scenario,
+            seed: a.seed.unwrap_or_else(random_seed),
+            thresholds,
         })
     }
 
@@ -208,6 +261,9 @@ impl RunConfig {
                 Load::Closed => Mode::Closed {
                     connections: self.connections,
                 },
+                Load::Ramp(_) => Mode::Open {
+                    rate: self.plan.rate().unwrap_or(0.0),
+                },
             },
             duration_s: self.plan.duration.map_or(0.0, |d| d.as_secs_f64()),
             warmup_s: self.plan.warmup.as_secs_f64(),
@@ -219,6 +275,51 @@ impl RunConfig {
                 .map_or(0, |d| d.as_millis() as u64),
         }
     }
+}
+
+/// Compiles `--stage` (or the scenario's) stages; `None` without any.
+fn ramp_of(stages: &[String], warmup: Duration) -> Result<Option<Ramp>, ConfigError> {
+    if stages.is_empty() {
+        return Ok(None);
+    }
+    let parsed = stages
+        .iter()
+        .map(|s| Stage::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ConfigError::Stage)?;
+    let ramp = Ramp::new(&parsed);
+    if ramp.total() <= warmup {
+        return Err(ConfigError::Stage(format!(
+            "stages {} last {:?}, not longer than the warm-up {warmup:?}",
+            stages.join(" "),
+            ramp.total()
+        )));
+    }
+    if ramp.peak_rate() <= 0.0 {
+        return Err(ConfigError::Stage(format!(
+            "stages {} never rise above rate 0",
+            stages.join(" ")
+        )));
+    }
+    Ok(Some(ramp))
+}
+
+/// The report's method line for a scenario: its one method, or `mixed`.
+fn scenario_method(sc: &crate::scenario::Scenario) -> String {
+    let first = sc.requests.first().map_or("GET", |r| r.method.as_str());
+    if sc.requests.iter().all(|r| r.method == first) {
+        first.to_owned()
+    } else {
+        "mixed".to_owned()
+    }
+}
+
+/// A seed that differs between runs and between processes started together.
+fn random_seed() -> u64 {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
 }
 
 #[cfg(test)]

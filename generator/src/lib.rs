@@ -15,6 +15,7 @@ pub mod http;
 pub mod measure;
 pub mod plan;
 pub mod probes;
+pub mod scenario;
 
 /// Entry point of the `gen` binary; returns the process exit code.
 pub fn run() -> i32 {

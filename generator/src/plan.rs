@@ -17,6 +17,198 @@ pub enum Load {
     /// Closed model: every connection sends its next request as soon as the previous
     /// response arrived (wrk): maximum throughput.
     Closed,
+    /// Open model whose rate follows stages (linear ramps, steps, spikes), from the run's
+    /// start (warm-up included).
+    Ramp(Ramp),
+}
+
+/// One stage: over `duration`, the rate moves linearly from the previous stage's target
+/// (0 before the first) to `target` requests/s. A zero duration is a step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage {
+    pub duration: Duration,
+    pub target: f64,
+}
+
+impl Stage {
+    /// Parses `DURATION:RATE`, e.g. `30s:1000`, `0s:5000` (a step).
+    pub fn parse(s: &str) -> Result<Stage, String> {
+        let bad =
+            |why: &str| format!("invalid stage \"{s}\" ({why}; use DURATION:RATE, e.g. 30s:1000)");
+        let (d, r) = s.rsplit_once(':').ok_or_else(|| bad("no ':'"))?;
+        let duration = crate::cli::parse_duration(d).map_err(|_| bad("bad duration"))?;
+        let target: f64 = r.trim().parse().map_err(|_| bad("bad rate"))?;
+        if !(target.is_finite() && target >= 0.0) {
+            return Err(bad("the rate must be a number >= 0"));
+        }
+        Ok(Stage { duration, target })
+    }
+}
+
+/// A piece of the rate curve: from `start_s` for `len_s` seconds, the rate goes linearly
+/// from `r0` to `r1`; `n0` requests are due before it and `n` within it.
+#[derive(Clone, Debug, PartialEq)]
+struct Piece {
+    start_s: f64,
+    len_s: f64,
+    r0: f64,
+    r1: f64,
+    n0: f64,
+    n: f64,
+}
+
+impl Piece {
+    /// Requests due in the first `t` seconds of the piece: the integral of the rate.
+    fn count(&self, t: f64) -> f64 {
+        let t = t.clamp(0.0, self.len_s);
+        let a = if self.len_s > 0.0 {
+            (self.r1 - self.r0) / self.len_s
+        } else {
+            0.0
+        };
+        self.r0 * t + a * t * t / 2.0
+    }
+
+    /// Offset within the piece at which `m` requests (`0 <= m < n`) are due: the inverse of
+    /// [`Self::count`]. For a ramp, `a t²/2 + r0 t = m` solved in the form that does not
+    /// cancel when `a` is small: `t = 2m / (r0 + sqrt(r0² + 2am))`.
+    fn time_of(&self, m: f64) -> f64 {
+        let a = (self.r1 - self.r0) / self.len_s;
+        let disc = (self.r0 * self.r0 + 2.0 * a * m).max(0.0);
+        let denom = self.r0 + disc.sqrt();
+        if denom > 0.0 {
+            (2.0 * m / denom).min(self.len_s)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A rate curve made of stages, compiled for exact due times: request `i` is due when the
+/// integral of the rate reaches `i`, so the rate is exact at every instant and the schedule
+/// never drifts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ramp {
+    pieces: Vec<Piece>,
+    total_s: f64,
+    total_n: f64,
+    peak: f64,
+}
+
+impl Ramp {
+    pub fn new(stages: &[Stage]) -> Ramp {
+        let mut pieces = Vec::with_capacity(stages.len());
+        let (mut t, mut n, mut r, mut peak) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        for st in stages {
+            let len_s = st.duration.as_secs_f64();
+            peak = peak.max(st.target);
+            if len_s > 0.0 {
+                let mut p = Piece {
+                    start_s: t,
+                    len_s,
+                    r0: r,
+                    r1: st.target,
+                    n0: n,
+                    n: 0.0,
+                };
+                p.n = p.count(len_s);
+                n += p.n;
+                t += len_s;
+                pieces.push(p);
+            }
+            r = st.target;
+        }
+        Ramp {
+            pieces,
+            total_s: t,
+            total_n: n,
+            peak,
+        }
+    }
+
+    /// Length of the whole curve.
+    pub fn total(&self) -> Duration {
+        Duration::from_secs_f64(self.total_s)
+    }
+
+    /// Highest rate of the curve.
+    pub fn peak_rate(&self) -> f64 {
+        self.peak
+    }
+
+    /// Requests due in the first `t_s` seconds.
+    pub fn count_before(&self, t_s: f64) -> f64 {
+        let k = self.pieces.partition_point(|p| p.start_s <= t_s);
+        match k.checked_sub(1) {
+            None => 0.0,
+            Some(k) => {
+                let p = &self.pieces[k];
+                p.n0 + p.count(t_s - p.start_s)
+            }
+        }
+    }
+
+    /// This curve multiplied by a step function: from each offset (seconds, ascending) the
+    /// factor in force, 0 before the first step. Pieces are split at the steps, so the
+    /// scaled curve is again piecewise linear and its due times stay exact.
+    pub fn scaled(&self, steps: &[(f64, f64)]) -> Ramp {
+        let factor_at = |t: f64| {
+            steps
+                .iter()
+                .take_while(|s| s.0 <= t)
+                .last()
+                .map_or(0.0, |s| s.1)
+        };
+        let mut pieces = Vec::new();
+        let (mut n, mut peak) = (0.0f64, 0.0f64);
+        for p in &self.pieces {
+            let end = p.start_s + p.len_s;
+            // Cut points inside this piece: its start, every step within it, its end.
+            let mut cuts = vec![p.start_s];
+            cuts.extend(
+                steps
+                    .iter()
+                    .map(|s| s.0)
+                    .filter(|&t| t > p.start_s && t < end),
+            );
+            cuts.push(end);
+            for w in cuts.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                let f = factor_at(a);
+                let rate_at = |t: f64| p.r0 + (p.r1 - p.r0) * (t - p.start_s) / p.len_s;
+                let mut q = Piece {
+                    start_s: a,
+                    len_s: b - a,
+                    r0: f * rate_at(a),
+                    r1: f * rate_at(b),
+                    n0: n,
+                    n: 0.0,
+                };
+                q.n = q.count(q.len_s);
+                n += q.n;
+                peak = peak.max(q.r0).max(q.r1);
+                pieces.push(q);
+            }
+        }
+        Ramp {
+            pieces,
+            total_s: self.total_s,
+            total_n: n,
+            peak,
+        }
+    }
+
+    /// When request `i` is due, in ns from the start; `None` past the curve's end.
+    #[inline]
+    pub fn due_ns(&self, i: u64) -> Option<u64> {
+        let x = i as f64;
+        if x >= self.total_n {
+            return None;
+        }
+        let k = self.pieces.partition_point(|p| p.n0 <= x).checked_sub(1)?;
+        let p = &self.pieces[k];
+        Some(((p.start_s + p.time_of(x - p.n0)) * 1e9) as u64)
+    }
 }
 
 /// One run's load: shape, warm-up, and when it ends.
@@ -29,18 +221,39 @@ pub struct Plan {
     pub duration: Option<Duration>,
     /// Number of measured requests. `None` when only `duration` bounds the run.
     pub requests: Option<u64>,
-    /// Open model, cluster share: from each offset (ns, ascending) the rate is multiplied by
-    /// the factor; before the first step by 0. Empty: unscaled. See [`Plan::scaled`].
-    pub scale: Vec<(u64, f64)>,
 }
 
 impl Plan {
     /// The target rate in requests per second, for the open model.
     pub fn rate(&self) -> Option<f64> {
-        match self.load {
-            Load::Open { rate } => Some(rate),
+        match &self.load {
+            Load::Open { rate } => Some(*rate),
             Load::Closed => None,
+            // The average over the measured window: what the achieved rate is judged against.
+            Load::Ramp(r) => {
+                let w = self.warmup.as_secs_f64();
+                let end = self.end_ns().map_or(r.total_s, |e| e as f64 / 1e9);
+                Some(if end > w {
+                    (r.count_before(end) - r.count_before(w)) / (end - w)
+                } else {
+                    r.peak_rate()
+                })
+            }
         }
+    }
+
+    /// The highest rate of an open model (to size connections and queues).
+    pub fn peak_rate(&self) -> Option<f64> {
+        match &self.load {
+            Load::Open { rate } => Some(*rate),
+            Load::Closed => None,
+            Load::Ramp(r) => Some(r.peak_rate()),
+        }
+    }
+
+    /// Whether requests leave on a schedule (open model), rather than on completions.
+    pub fn is_open(&self) -> bool {
+        !matches!(self.load, Load::Closed)
     }
 
     /// Offset of the start of the measured window.
@@ -58,18 +271,17 @@ impl Plan {
     /// is over (past the end time or past the request count). Closed model: always `None`.
     #[inline]
     pub fn due_ns(&self, i: u64) -> Option<u64> {
-        let Load::Open { rate } = self.load else {
-            return None;
-        };
         // f64 holds i exactly up to 2^53: far past any run (2^53 / 1e6 req/s = 285 years).
-        let due = if self.scale.is_empty() {
-            (i as f64 * 1e9 / rate) as u64
-        } else {
-            scaled_due_ns(rate, &self.scale, i as f64)?
+        let (due, warm) = match &self.load {
+            Load::Open { rate } => (
+                (i as f64 * 1e9 / rate) as u64,
+                self.warmup.as_secs_f64() * rate,
+            ),
+            Load::Ramp(r) => (r.due_ns(i)?, r.count_before(self.warmup.as_secs_f64())),
+            Load::Closed => return None,
         };
         if let Some(n) = self.requests {
-            let warm = (self.warmup.as_secs_f64() * rate).ceil() as u64;
-            if i >= warm.saturating_add(n) {
+            if i >= (warm.ceil() as u64).saturating_add(n) {
                 return None;
             }
         }
@@ -79,22 +291,44 @@ impl Plan {
         }
     }
 
-    /// This plan with its rate multiplied by a step function: from each offset the factor in
-    /// force (a cluster worker's share of the total). Steps must ascend; before the first
-    /// one the factor is 0. Replacing a running plan by one scaled with more steps keeps every
-    /// request due before the new step where it was.
+    /// This plan with its rate multiplied by a step function (a cluster worker's share of the
+    /// total): from each offset the factor in force, 0 before the first step. Steps must
+    /// ascend. A plan scaled with one more, later step agrees with the previous one on every
+    /// request due before that step, so a running engine can switch to it (rebalancing).
+    /// Closed-model plans are returned unchanged.
     pub fn scaled(&self, steps: &[(Duration, f64)]) -> Plan {
-        let mut p = self.clone();
-        p.scale = steps
+        let steps: Vec<(f64, f64)> = steps
             .iter()
             .map(|&(at, f)| {
                 (
-                    at.as_nanos() as u64,
+                    at.as_secs_f64(),
                     if f.is_finite() { f.max(0.0) } else { 0.0 },
                 )
             })
             .collect();
-        p
+        let ramp = match &self.load {
+            Load::Closed => return self.clone(),
+            Load::Ramp(r) => r.clone(),
+            // A constant rate is one flat piece to the end of the run (or far beyond it
+            // when only a request count bounds the run).
+            Load::Open { rate } => {
+                let len = self.end_ns().map_or(1e7, |e| e as f64 / 1e9);
+                Ramp::new(&[
+                    Stage {
+                        duration: Duration::ZERO,
+                        target: *rate,
+                    },
+                    Stage {
+                        duration: Duration::from_secs_f64(len),
+                        target: *rate,
+                    },
+                ])
+            }
+        };
+        Plan {
+            load: Load::Ramp(ramp.scaled(&steps)),
+            ..self.clone()
+        }
     }
 
     /// Closed model: how many measured requests thread `t` of `threads` may start
@@ -110,28 +344,6 @@ impl Plan {
     }
 }
 
-/// Due time of (fractional) request index `x` under a rate scaled by steps: walk the steps,
-/// accumulating the requests each holds, to the one where `x` falls. `None` when the rate
-/// stays 0 from some step on and `x` is never reached.
-fn scaled_due_ns(rate: f64, steps: &[(u64, f64)], x: f64) -> Option<u64> {
-    let per_ns = rate / 1e9;
-    let mut cum = 0.0;
-    for (k, &(from, f)) in steps.iter().enumerate() {
-        let r = per_ns * f;
-        match steps.get(k + 1) {
-            Some(&(next, _)) => {
-                let held = r * next.saturating_sub(from) as f64;
-                if r > 0.0 && x < cum + held {
-                    return Some(from + ((x - cum) / r) as u64);
-                }
-                cum += held;
-            }
-            None => return (r > 0.0).then(|| from + ((x - cum) / r) as u64),
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,7 +355,6 @@ mod tests {
             warmup: Duration::ZERO,
             duration: Some(Duration::from_secs(secs)),
             requests: None,
-            scale: Vec::new(),
         }
     }
 
@@ -163,7 +374,6 @@ mod tests {
             warmup: Duration::from_secs(1),
             duration: None,
             requests: Some(50),
-            scale: Vec::new(),
         };
         // 100 warm-up requests plus 50 measured ones.
         assert!(p.due_ns(149).is_some());
@@ -177,11 +387,76 @@ mod tests {
             warmup: Duration::ZERO,
             duration: None,
             requests: Some(10),
-            scale: Vec::new(),
         };
         let q: Vec<u64> = (0..3).map(|t| p.quota(t, 3)).collect();
         assert_eq!(q, vec![4, 3, 3]);
         assert_eq!(open(1.0, 1).quota(0, 2), u64::MAX);
+    }
+
+    fn ramp(stages: &[(u64, f64)]) -> Plan {
+        let stages: Vec<Stage> = stages
+            .iter()
+            .map(|&(ms, target)| Stage {
+                duration: Duration::from_millis(ms),
+                target,
+            })
+            .collect();
+        let r = Ramp::new(&stages);
+        Plan {
+            duration: Some(r.total()),
+            load: Load::Ramp(r),
+            warmup: Duration::ZERO,
+            requests: None,
+        }
+    }
+
+    #[test]
+    fn stages_parse_and_name_bad_values() {
+        assert_eq!(
+            Stage::parse("30s:1000"),
+            Ok(Stage {
+                duration: Duration::from_secs(30),
+                target: 1000.0
+            })
+        );
+        assert_eq!(Stage::parse("0s:5").unwrap().duration, Duration::ZERO);
+        for bad in ["30s", "x:1", "1s:-1", "1s:abc", "1s:inf"] {
+            assert!(Stage::parse(bad).unwrap_err().contains(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ramp_steps_and_totals() {
+        // 0 -> 1000/s over 2 s (1000 requests), hold 1000/s for 1 s (1000), step to 3000/s
+        // for 1 s (3000).
+        let p = ramp(&[(2000, 1000.0), (1000, 1000.0), (0, 3000.0), (1000, 3000.0)]);
+        let Load::Ramp(r) = &p.load else {
+            unreachable!()
+        };
+        assert_eq!(r.count_before(4.0), 5000.0);
+        assert_eq!(p.due_ns(0), Some(0));
+        // Request 500 of a linear ramp to 1000/s over 2 s: 250 t² = 500 -> t = sqrt(2).
+        let t = p.due_ns(500).unwrap() as f64 / 1e9;
+        assert!((t - 2f64.sqrt()).abs() < 1e-9, "{t}");
+        assert_eq!(p.due_ns(1500), Some(2_500_000_000));
+        assert_eq!(p.due_ns(2000), Some(3_000_000_000));
+        assert_eq!(p.due_ns(2003), Some(3_001_000_000));
+        assert!(p.due_ns(4999).is_some());
+        assert_eq!(p.due_ns(5000), None);
+        // Average over the run: 5000 requests in 4 s.
+        assert!((p.rate().unwrap() - 1250.0).abs() < 1e-9);
+        assert_eq!(p.peak_rate(), Some(3000.0));
+        // A pause at rate 0 sends nothing and the schedule resumes after it.
+        let p = ramp(&[
+            (0, 100.0),
+            (1000, 100.0),
+            (0, 0.0),
+            (1000, 0.0),
+            (0, 100.0),
+            (1000, 100.0),
+        ]);
+        assert_eq!(p.due_ns(99), Some(990_000_000));
+        assert_eq!(p.due_ns(100), Some(2_000_000_000));
     }
 
     #[test]
@@ -190,11 +465,12 @@ mod tests {
         let s = |secs: f64| Duration::from_secs_f64(secs);
         // A quarter of 1000 req/s for 2 s (500 requests), then half.
         let p = base.scaled(&[(s(0.0), 0.25), (s(2.0), 0.5)]);
+        let near = |got: Option<u64>, want: u64| got.is_some_and(|g| g.abs_diff(want) <= 1);
         assert_eq!(p.due_ns(0), Some(0));
-        assert_eq!(p.due_ns(1), Some(4_000_000));
-        assert_eq!(p.due_ns(499), Some(1_996_000_000));
-        assert_eq!(p.due_ns(500), Some(2_000_000_000));
-        assert_eq!(p.due_ns(501), Some(2_002_000_000));
+        assert!(near(p.due_ns(1), 4_000_000), "{:?}", p.due_ns(1));
+        assert!(near(p.due_ns(499), 1_996_000_000));
+        assert!(near(p.due_ns(500), 2_000_000_000));
+        assert!(near(p.due_ns(501), 2_002_000_000));
         // 500 + 8 s × 500 = 4500 requests in the 10 s run.
         assert!(p.due_ns(4_499).is_some());
         assert_eq!(p.due_ns(4_500), None);
@@ -204,7 +480,27 @@ mod tests {
         assert_eq!(q.due_ns(250), None);
         // Joining late: nothing due before the first step.
         let r = base.scaled(&[(s(3.0), 1.0)]);
-        assert_eq!(r.due_ns(0), Some(3_000_000_000));
+        assert!(near(r.due_ns(0), 3_000_000_000), "{:?}", r.due_ns(0));
+        // A ramp scaled by one half is the half ramp.
+        let ramp = Plan {
+            load: Load::Ramp(Ramp::new(&[Stage {
+                duration: Duration::from_secs(10),
+                target: 2000.0,
+            }])),
+            warmup: Duration::ZERO,
+            duration: Some(Duration::from_secs(10)),
+            requests: None,
+        };
+        let half = ramp.scaled(&[(s(0.0), 0.5)]);
+        let Load::Ramp(h) = &half.load else {
+            panic!("a ramp")
+        };
+        assert!((h.count_before(10.0) - 5_000.0).abs() < 1e-6);
+        let closed = Plan {
+            load: Load::Closed,
+            ..ramp.clone()
+        };
+        assert_eq!(closed.scaled(&[(s(0.0), 0.5)]), closed);
     }
 
     proptest! {
@@ -225,6 +521,28 @@ mod tests {
     }
 
     proptest! {
+        /// Due times of any stage list are monotonic and exact: the integral of the rate up to
+        /// request i's due time is i (within float rounding), and the curve holds its total.
+        #[test]
+        fn ramp_due_times_invert_the_rate_integral(
+            stages in prop::collection::vec((0u64..5_000, 0.0f64..100_000.0), 1..6),
+            frac in 0.0f64..1.0,
+        ) {
+            let p = ramp(&stages);
+            let Load::Ramp(r) = &p.load else { unreachable!() };
+            let n = r.total_n;
+            prop_assume!(n >= 2.0);
+            let i = ((n - 1.0) * frac) as u64;
+            let a = p.due_ns(i).unwrap();
+            if let Some(b) = p.due_ns(i + 1) {
+                prop_assert!(a <= b);
+            }
+            let t = a as f64 / 1e9;
+            prop_assert!((r.count_before(t) - i as f64).abs() <= 1e-6 * n.max(1.0) + 0.5, "i {} t {} count {}", i, t, r.count_before(t));
+            prop_assert!(t <= r.total_s + 1e-9);
+            prop_assert!(p.due_ns(n.ceil() as u64).is_none());
+        }
+
         /// The schedule is monotonic, never drifts (request i is due at i/rate within 1 ns
         /// of exact arithmetic), and a run of d seconds holds exactly ceil(d * rate) requests.
         #[test]

@@ -83,7 +83,6 @@ mod tests {
             warmup: Duration::ZERO,
             duration: None,
             requests: None,
-            scale: Vec::new(),
         };
         c.set_plan(p.clone());
         assert_eq!(*c.newer_plan(&mut seen).unwrap(), p);

@@ -92,6 +92,8 @@ pub fn run_with(
         resolution_ns: cfg.resolution.as_nanos() as u64,
         control,
         tls: cfg.tls.clone(),
+        scenario: cfg.scenario.as_ref(),
+        seed: cfg.seed,
     };
     let barrier = Barrier::new(threads + 1);
     let start_at: Mutex<Option<Instant>> = Mutex::new(None);

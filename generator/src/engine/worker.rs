@@ -17,7 +17,8 @@ use super::conn::{Conn, Phase, RecvOutcome};
 use super::driver::{Completion, Driver, Op, Wake};
 use crate::http::tls::{TlsClient, TlsSession};
 use crate::measure::{ErrorKind, Recorder, Snapshot};
-use crate::plan::{Load, Plan};
+use crate::plan::Plan;
+use crate::scenario::{Scenario, Workload};
 
 const SEC: u64 = 1_000_000_000;
 /// How often in-flight and queued requests are checked against the timeout.
@@ -51,6 +52,9 @@ pub struct Shared<'a> {
     pub control: &'a super::Control,
     /// https: the TLS client configuration (each worker takes its own copy).
     pub tls: Option<TlsClient>,
+    /// A scenario picks and renders each request; `None` sends `request` every time.
+    pub scenario: Option<&'a Scenario>,
+    pub seed: u64,
 }
 
 /// What a worker reports when it ends.
@@ -94,6 +98,8 @@ pub struct Worker<'a, D: Driver> {
     untimed: u32,
     /// https: this thread's TLS client, with its own session cache.
     tls: Option<TlsClient>,
+    /// The scenario's per-thread state (picks, rendered requests, user ids).
+    work: Option<Workload<'a>>,
 }
 
 impl<'a, D: Driver> Worker<'a, D> {
@@ -115,7 +121,10 @@ impl<'a, D: Driver> Worker<'a, D> {
             down: (0..conns as u32).collect(),
             queue: VecDeque::with_capacity(sh.max_queue),
             busy: 0,
-            rec: Recorder::new(),
+            rec: match sh.scenario {
+                Some(sc) => Recorder::with_endpoints(sc.names.len()),
+                None => Recorder::new(),
+            },
             completions: Vec::with_capacity(conns * 4 + 64),
             origin: Instant::now(),
             next_i: id as u64,
@@ -125,6 +134,9 @@ impl<'a, D: Driver> Worker<'a, D> {
             real_offset: 0,
             untimed: 0,
             tls,
+            work: sh
+                .scenario
+                .map(|sc| Workload::new(sc, sh.seed, id, sh.threads, conns)),
         }
     }
 
@@ -146,6 +158,9 @@ impl<'a, D: Driver> Worker<'a, D> {
         unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
         let real = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
         self.real_offset = real - self.now() as i128;
+        if let Some(w) = &mut self.work {
+            w.refresh_clock(ts.tv_sec);
+        }
     }
 
     /// Open every connection before the clock starts; returns how many succeeded.
@@ -186,7 +201,7 @@ impl<'a, D: Driver> Worker<'a, D> {
         }
         let mut plan: std::sync::Arc<Plan> = std::sync::Arc::new(self.sh.plan.clone());
         let mut plan_seen = 0u64;
-        let open = matches!(plan.load, Load::Open { .. });
+        let open = plan.is_open();
         let warm = plan.warmup_ns();
         let end = plan.end_ns();
         let threads = self.sh.threads as u64;
@@ -348,11 +363,17 @@ impl<'a, D: Driver> Worker<'a, D> {
 
     #[inline]
     fn begin(&mut self, i: u32, intended: u64, now: u64) {
+        let (req, head) = match &mut self.work {
+            None => (self.sh.request, self.sh.head_request),
+            Some(w) => {
+                let (_, head) = w.next(i, (now as i128 + self.real_offset) as i64);
+                (w.bytes(i), head)
+            }
+        };
         let c = &mut self.conns[i as usize];
-        c.begin(intended, now, self.sh.head_request);
+        c.begin(intended, now, head);
         self.busy += 1;
         self.last_sent_ns = now;
-        let req = self.sh.request;
         if intended >= self.sh.plan.warmup_ns() {
             self.rec.record_sent(req.len() as u64);
         }
@@ -362,7 +383,9 @@ impl<'a, D: Driver> Worker<'a, D> {
         }
         c.send_inflight = true;
         c.pending += 1;
-        // SAFETY: the request bytes live in `Shared`, which outlives the worker and its driver.
+        // SAFETY: the request bytes live in `Shared`, which outlives the worker and its
+        // driver, or in this connection's buffer in `work`, untouched until the send is done
+        // (a connection gets its next request only when Ready with no send in flight).
         unsafe { self.driver.send(i, c.fd, req.as_ptr(), req.len()) };
     }
 
@@ -488,13 +511,17 @@ impl<'a, D: Driver> Worker<'a, D> {
                 }
             },
             Op::Send => {
-                let total = self.sh.request.len();
+                let request = match &self.work {
+                    None => self.sh.request,
+                    Some(w) => w.bytes(i),
+                };
+                let total = request.len();
                 match c.on_send(cq.res, total) {
                     Ok(true) => {
                         let off = c.tx_off;
                         c.send_inflight = true;
                         c.pending += 1;
-                        let rest = &c.tx(self.sh.request)[off..];
+                        let rest = &c.tx(request)[off..];
                         // SAFETY: as in `begin`; a TLS record buffer never moves while a send
                         // from it is out (it only grows when empty).
                         unsafe { self.driver.send(i, c.fd, rest.as_ptr(), rest.len()) };
@@ -539,6 +566,16 @@ impl<'a, D: Driver> Worker<'a, D> {
                                 done.status,
                                 r.bytes,
                             );
+                            if let Some(w) = &self.work {
+                                let ep = w.endpoint(i);
+                                self.rec.record_endpoint(
+                                    ep,
+                                    r.intended,
+                                    r.done,
+                                    done.status,
+                                    r.bytes,
+                                );
+                            }
                         }
                         if clean {
                             if !c.send_inflight {
@@ -563,6 +600,9 @@ impl<'a, D: Driver> Worker<'a, D> {
         if c.phase == Phase::Busy {
             if c.req.intended >= self.sh.plan.warmup_ns() {
                 self.rec.record_error(kind);
+                if let Some(w) = &self.work {
+                    self.rec.record_endpoint_failure(w.endpoint(i));
+                }
             }
             self.last_ns = now;
         }
@@ -622,6 +662,9 @@ impl<'a, D: Driver> Worker<'a, D> {
             let c = &mut self.conns[i];
             if c.phase == Phase::Busy && c.req.intended >= warm {
                 self.rec.record_error(ErrorKind::Timeout);
+                if let Some(w) = &self.work {
+                    self.rec.record_endpoint_failure(w.endpoint(i as u32));
+                }
             }
             if c.fd >= 0 && c.pending > 0 {
                 // SAFETY: plain syscall on a descriptor this connection owns.

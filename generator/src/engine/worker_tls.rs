@@ -78,7 +78,11 @@ impl<D: Driver> Worker<'_, D> {
     /// `begin` on a TLS connection: encrypt the shared request into the slot's record
     /// buffer (no allocation of ours; see `docs/tls.md` for rustls' own) and send it.
     pub(super) fn tls_send_request(&mut self, i: u32) {
-        let req = self.sh.request;
+        // The scenario's rendered request for this connection, or the one fixed request.
+        let req = match &self.work {
+            None => self.sh.request,
+            Some(w) => w.bytes(i),
+        };
         let c = &mut self.conns[i as usize];
         let sealed = c
             .tls

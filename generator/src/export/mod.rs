@@ -6,15 +6,19 @@
 //! keep up, latency and rate figures describe the generator, not the target, and the report
 //! says so loudly (see [`BoundReason`]).
 
+mod endpoints;
 mod json;
 mod kernel;
 pub mod prometheus;
 mod text;
+mod threshold;
 
 use crate::measure::{ErrorKind, Snapshot};
 use crate::probes::KernelStatus;
 
+pub use endpoints::EndpointRow;
 pub use text::{fmt_bytes, fmt_duration_us};
+pub use threshold::{Threshold, Verdict};
 
 /// Exit code: the run completed (whatever the latencies were).
 pub const EXIT_OK: i32 = 0;
@@ -22,6 +26,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_RUN_FAILED: i32 = 1;
 /// Exit code: bad input (flags, URL, files); nothing was run.
 pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code: the run completed and a threshold (`--threshold`) failed.
+pub const EXIT_THRESHOLD: i32 = 3;
 
 /// Generator-bound rule: schedule lag p99 above this (µs) means requests left late.
 pub const LAG_P99_LIMIT_US: u64 = 1_000;
@@ -233,6 +239,10 @@ pub struct Report {
     reasons: Vec<BoundReason>,
     /// eBPF figures (or why there are none); see [`Report::with_kernel`].
     kernel: KernelStatus,
+    /// Scenario request names, in the order of `totals.endpoints`.
+    endpoint_names: Vec<String>,
+    /// Pass/fail conditions judged on the whole run.
+    thresholds: Vec<Threshold>,
 }
 
 impl Report {
@@ -294,6 +304,8 @@ impl Report {
             cpu,
             reasons: Vec::new(),
             kernel: KernelStatus::Off,
+            endpoint_names: Vec::new(),
+            thresholds: Vec::new(),
         };
         r.reasons = r.judge();
         r
@@ -338,6 +350,30 @@ impl Report {
     /// The kernel probes' figures or status.
     pub fn kernel(&self) -> &KernelStatus {
         &self.kernel
+    }
+
+    /// Names the per-request rows of the totals (a scenario run): the report then has the
+    /// per-name table ([`Report::endpoint_rows`]).
+    pub fn with_endpoint_names(mut self, names: Vec<String>) -> Report {
+        self.endpoint_names = names;
+        self
+    }
+
+    /// Thresholds to judge ([`Report::verdicts`]); a failed one makes the exit code
+    /// [`EXIT_THRESHOLD`].
+    pub fn with_thresholds(mut self, thresholds: Vec<Threshold>) -> Report {
+        self.thresholds = thresholds;
+        self
+    }
+
+    /// Each threshold with its measured value and pass/fail.
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        threshold::judge(self)
+    }
+
+    /// The per-name table with its `Aggregated` row; empty without a scenario.
+    pub fn endpoint_rows(&self) -> Vec<EndpointRow> {
+        endpoints::rows(self)
     }
 
     /// The run description.
@@ -408,6 +444,8 @@ impl Report {
     pub fn exit_code(&self) -> i32 {
         if self.attempted() && self.totals.successful() == 0 {
             EXIT_RUN_FAILED
+        } else if self.verdicts().iter().any(|v| !v.pass) {
+            EXIT_THRESHOLD
         } else {
             EXIT_OK
         }
@@ -416,12 +454,25 @@ impl Report {
     /// Human-readable report; `full_latency` adds the HDR percentile spectrum of the response
     /// time (like wrk2's `--latency`).
     pub fn to_text(&self, full_latency: bool) -> String {
-        text::render(self, full_latency)
+        text::render(self, full_latency) + &endpoints::text(self) + &threshold::text(self)
     }
 
     /// The JSON report (schema `docs/report.schema.json`, version [`SCHEMA_VERSION`]).
     pub fn to_json(&self) -> serde_json::Value {
-        json::render(self)
+        let mut doc = json::render(self);
+        let rows = self.endpoint_rows();
+        if let (false, Some(map)) = (rows.is_empty(), doc.as_object_mut()) {
+            map.insert(
+                "endpoints".into(),
+                serde_json::to_value(rows).unwrap_or_default(),
+            );
+        }
+        if let (false, Some(map)) = (self.thresholds.is_empty(), doc.as_object_mut()) {
+            map.insert("thresholds".into(), threshold::json(self));
+            // The document's exit code is written before thresholds are known to it.
+            map.insert("exit_code".into(), self.exit_code().into());
+        }
+        doc
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod request;
 pub mod response;
 pub mod target;
+pub mod template;
 pub mod tls;
 
 pub use request::{parse_header_arg, RequestError, RequestSpec, USER_AGENT};

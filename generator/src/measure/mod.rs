@@ -33,8 +33,10 @@
 //! snapshots of one second spans that second and merging a run's seconds spans the run. Instants
 //! are process-local: a coordinator merging snapshots from several machines must rebase them.
 
+mod endpoint;
 mod hist;
 
+pub use endpoint::EndpointStats;
 pub use hist::{Hist, HistDecodeError};
 
 use serde::{Deserialize, Serialize};
@@ -135,6 +137,9 @@ pub struct Snapshot {
     /// Index 0: status outside 100..=599; 1..=5: 1xx..5xx.
     status: [u64; 6],
     errors: [u64; ErrorKind::COUNT],
+    /// Per scenario request name (empty without a scenario); see [`EndpointStats`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointStats>,
 }
 
 impl Default for Snapshot {
@@ -163,7 +168,15 @@ impl Snapshot {
             bytes_sent: 0,
             status: [0; 6],
             errors: [0; ErrorKind::COUNT],
+            endpoints: Vec::new(),
         }
+    }
+
+    /// An empty snapshot with `n` per-name rows.
+    pub fn with_endpoints(n: usize) -> Self {
+        let mut s = Snapshot::empty();
+        s.endpoints = (0..n).map(|_| EndpointStats::default()).collect();
+        s
     }
 
     /// Sets the interval bounds (builder style, for the engine after `take_snapshot`).
@@ -199,6 +212,13 @@ impl Snapshot {
         }
         for (a, b) in self.errors.iter_mut().zip(other.errors) {
             *a = a.saturating_add(b);
+        }
+        if self.endpoints.len() < other.endpoints.len() {
+            self.endpoints
+                .resize_with(other.endpoints.len(), EndpointStats::default);
+        }
+        for (a, b) in self.endpoints.iter_mut().zip(&other.endpoints) {
+            a.merge(b);
         }
         self.interval_start_ns = match (self.interval_start_ns, other.interval_start_ns) {
             (0, b) => b,
@@ -302,6 +322,8 @@ impl Snapshot {
 #[derive(Debug, Default)]
 pub struct Recorder {
     cur: Snapshot,
+    /// Per-name rows each interval starts with.
+    endpoints: usize,
 }
 
 impl Recorder {
@@ -309,6 +331,31 @@ impl Recorder {
     pub fn new() -> Self {
         Recorder {
             cur: Snapshot::empty(),
+            endpoints: 0,
+        }
+    }
+
+    /// A recorder that also keeps `n` per-request-name rows ([`EndpointStats`]).
+    pub fn with_endpoints(n: usize) -> Self {
+        Recorder {
+            cur: Snapshot::with_endpoints(n),
+            endpoints: n,
+        }
+    }
+
+    /// Records one response of request name `ep` (ignored when out of range).
+    #[inline]
+    pub fn record_endpoint(&mut self, ep: u16, intended: u64, done: u64, status: u16, bytes: u64) {
+        if let Some(e) = self.cur.endpoints.get_mut(ep as usize) {
+            e.record_response(done.saturating_sub(intended), status, bytes);
+        }
+    }
+
+    /// Counts one failure without a response for request name `ep`.
+    #[inline]
+    pub fn record_endpoint_failure(&mut self, ep: u16) {
+        if let Some(e) = self.cur.endpoints.get_mut(ep as usize) {
+            e.record_failure();
         }
     }
 
@@ -385,7 +432,7 @@ impl Recorder {
     /// Moves this interval's data out as a [`Snapshot`] (interval fields unset) and starts a
     /// fresh interval. Allocates new histograms; call about once per second, off the hot path.
     pub fn take_snapshot(&mut self) -> Snapshot {
-        std::mem::take(&mut self.cur)
+        std::mem::replace(&mut self.cur, Snapshot::with_endpoints(self.endpoints))
     }
 }
 

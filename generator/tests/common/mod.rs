@@ -248,3 +248,21 @@ impl Drop for Nginx {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The committed JSON schema accepts `doc` (scenario `endpoints` rows included), and is
+/// strict about the rows: a row without its name is refused.
+pub fn assert_schema_valid(doc: &serde_json::Value) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/report.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let v = jsonschema::draft202012::new(&schema).unwrap();
+    let errors: Vec<String> = v.iter_errors(doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    if let Some(row) = doc["endpoints"][0].as_object() {
+        let mut broken = doc.clone();
+        let mut row = row.clone();
+        row.remove("name");
+        broken["endpoints"][0] = row.into();
+        assert!(!v.is_valid(&broken));
+    }
+}
