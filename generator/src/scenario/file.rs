@@ -78,18 +78,33 @@ fn one() -> u64 {
 /// over the file's `target`).
 pub fn load(path: &Path, target: Option<&Target>) -> Result<(Scenario, Target), ScenarioError> {
     let file = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: file.clone(),
+        line: 0,
+        reason: format!("cannot read: {e}"),
+    })?;
+    parse(&src, &file, path.parent().unwrap_or(Path::new(".")), target)
+}
+
+/// Compiles scenario source `src`; `file` names it in errors and `base` is the folder that
+/// `body_file` and CSV paths are relative to. (Split from [`load`] for the fuzz target.)
+pub fn parse(
+    src: &str,
+    file: &str,
+    base: &Path,
+    target: Option<&Target>,
+) -> Result<(Scenario, Target), ScenarioError> {
+    let file = file.to_owned();
     let err = |line: usize, reason: String| ScenarioError {
         file: file.clone(),
         line,
         reason,
     };
-    let src = std::fs::read_to_string(path).map_err(|e| err(0, format!("cannot read: {e}")))?;
     let line_of = |pos: usize| src[..pos.min(src.len())].matches('\n').count() + 1;
-    let doc: FileDoc = toml::from_str(&src).map_err(|e| {
+    let doc: FileDoc = toml::from_str(src).map_err(|e| {
         let line = e.span().map_or(0, |s| line_of(s.start));
         err(line, e.message().trim().to_owned())
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
 
     let target = match (target, &doc.target) {
         (Some(t), _) => t.clone(),

@@ -558,8 +558,8 @@ mod tests {
         assert!(exprs.len() >= 10, "{exprs:?}");
         assert_eq!(
             exprs.iter().filter(|e| needs_kubelet(e)).count(),
-            1,
-            "only the CPU panel may use a metric gen does not export"
+            0,
+            "every panel queries metrics gen exports (per-worker CPU is gen_cpu_seconds_total)"
         );
     }
 
