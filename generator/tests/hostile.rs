@@ -475,3 +475,59 @@ fn running_out_of_file_descriptors_is_said_and_counted() {
     assert_eq!(count(&r, "successful"), 500);
     assert_eq!(code, 0);
 }
+
+/// Out of ephemeral ports: in a private network namespace whose local port range holds 10
+/// ports, a pool of 40 cannot be opened. gen says so in one line, counts the failed opens as
+/// connect errors (EADDRNOTAVAIL) and measures with the 10 it has. The namespace keeps the
+/// experiment away from every other process's ports.
+#[test]
+fn running_out_of_ephemeral_ports_is_said_and_counted() {
+    let probe = std::process::Command::new("unshare")
+        .args(["-n", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: cannot create a network namespace (unshare -n needs root)");
+        return;
+    }
+    let webapp = webapp_bin();
+    // The server runs inside the namespace too, and is killed by PID before it exits.
+    let script = format!(
+        "ip link set lo up && sysctl -qw net.ipv4.ip_local_port_range='40000 40009' || exit 97\n\
+         {webapp} --listen 127.0.0.1:18080 >/dev/null & app=$!\n\
+         i=0; until (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null; do\n\
+           i=$((i+1)); [ $i -gt 100 ] && {{ kill $app; exit 98; }}; sleep 0.05; done\n\
+         {gen} -c 40 --threads 1 -n 300 --timeout 3s --json --quiet http://127.0.0.1:18080/\n\
+         rc=$?; kill $app; wait $app; exit $rc\n",
+        webapp = webapp.display(),
+        gen = gen_bin().display(),
+    );
+    let out = std::process::Command::new("timeout")
+        .args(["60", "unshare", "-n", "bash", "-c", &script])
+        .output()
+        .expect("running unshare");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let code = out.status.code().expect("exit code");
+    assert!(
+        code != 97 && code != 98,
+        "namespace setup failed ({code}): {stderr}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no report ({e}), exit {code}: {stderr}"));
+    assert_complete(&r, code);
+    // At most 10 ports, fewer if the readiness probe's port is still in TIME_WAIT.
+    let opened: u32 = stderr
+        .split("only ")
+        .nth(1)
+        .and_then(|t| t.split(" of 40 connections could be opened").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pool line: {stderr}"));
+    assert!((1..=10).contains(&opened), "{stderr}");
+    assert!(
+        err(&r, "connect") >= u64::from(40 - opened),
+        "{}",
+        r["errors"]
+    );
+    assert_eq!(count(&r, "successful"), 300);
+    assert_all_accounted(&r);
+    assert_eq!(code, 0);
+}
