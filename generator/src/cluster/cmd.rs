@@ -112,21 +112,25 @@ fn now_unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Parses a subcommand's flags; on `--help`/`--version` or bad input, prints clap's message
+/// and returns the exit code (0, or 2 for bad input).
+fn parse_flags<T: Parser>(name: &str, argv: &[String]) -> Result<T, i32> {
+    let full = std::iter::once(OsString::from(name)).chain(argv.iter().map(OsString::from));
+    T::try_parse_from(full).map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            EXIT_BAD_INPUT
+        } else {
+            EXIT_OK
+        }
+    })
+}
+
 /// Entry of `gen coordinator ARGS` (`argv` without the program and subcommand names).
 pub fn coordinator_main(argv: Vec<String>) -> i32 {
-    let mut full: Vec<OsString> = vec!["gen coordinator".into()];
-    full.extend(argv.iter().map(OsString::from));
-    let args = match CoordinatorArgs::try_parse_from(full) {
+    let args = match parse_flags::<CoordinatorArgs>("gen coordinator", &argv) {
         Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                EXIT_BAD_INPUT
-            } else {
-                EXIT_OK
-            };
-            let _ = e.print();
-            return code;
-        }
+        Err(code) => return code,
     };
     let token = token_or_env(args.token.clone());
     if token.is_none() && !args.listen.ip().is_loopback() {
@@ -224,19 +228,9 @@ pub fn coordinator_main(argv: Vec<String>) -> i32 {
 
 /// Entry of `gen worker ARGS`.
 pub fn worker_main(argv: Vec<String>) -> i32 {
-    let mut full: Vec<OsString> = vec!["gen worker".into()];
-    full.extend(argv.iter().map(OsString::from));
-    let args = match WorkerArgs::try_parse_from(full) {
+    let args = match parse_flags::<WorkerArgs>("gen worker", &argv) {
         Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                EXIT_BAD_INPUT
-            } else {
-                EXIT_OK
-            };
-            let _ = e.print();
-            return code;
-        }
+        Err(code) => return code,
     };
     let name = args.name.clone().unwrap_or_else(default_name);
     let rt = match tokio::runtime::Builder::new_current_thread()

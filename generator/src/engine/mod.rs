@@ -288,7 +288,7 @@ fn pin_to(cpu: usize) {
 }
 
 /// (user, system) CPU seconds of the whole process so far.
-fn rusage() -> (f64, f64) {
+pub fn rusage() -> (f64, f64) {
     // SAFETY: getrusage fills a plain struct.
     let ru = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();

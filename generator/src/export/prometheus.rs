@@ -341,14 +341,8 @@ fn cluster_summary(out: &mut String, response: &Hist) {
 
 /// User + system CPU seconds of this process so far.
 pub fn process_cpu_s() -> f64 {
-    // SAFETY: getrusage fills a plain struct.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    secs(ru.ru_utime) + secs(ru.ru_stime)
+    let (user, system) = crate::engine::rusage();
+    user + system
 }
 
 fn endpoint_status(endpoint: &str, status: &str) -> Labels {
