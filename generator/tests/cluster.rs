@@ -164,6 +164,49 @@ fn headless_cluster_counts_equal_the_servers() {
     assert_eq!(r["errors"]["total"].as_u64(), Some(0), "{r}");
 }
 
+/// A scenario run through the cluster: the stats table has a row per request name (merged
+/// from every worker), and thresholds are judged on the merged figures, exit code 3.
+#[test]
+fn cluster_names_rows_and_judges_thresholds() {
+    let app = Webapp::start(&[]);
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/seed.toml");
+    let coord = Coord::start(&[
+        "--expect-workers",
+        "2",
+        "--wait",
+        "30s",
+        "--scenario",
+        seed,
+        &app.url("/"),
+        "--rate",
+        "1000",
+        "--duration",
+        "3s",
+        "--threads",
+        "1",
+        "--threshold",
+        "/metrics:p99<1us",
+        "--threshold",
+        "errors<1%",
+        "--json",
+    ]);
+    let _w: Vec<Worker> = (0..2)
+        .map(|i| Worker::start(&coord.addr, &format!("w{i}"), &[]))
+        .collect();
+    let (code, out, err) = coord.finish(Duration::from_secs(60));
+    assert_eq!(code, 3, "a p99 under 1 µs cannot pass; stderr: {err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    let rows = r["endpoints"].as_array().expect("per-name rows");
+    let names: Vec<&str> = rows.iter().filter_map(|x| x["name"].as_str()).collect();
+    assert_eq!(names, ["/login", "/metrics", "Aggregated"], "{r}");
+    let n = |i: usize| rows[i]["requests"].as_u64().unwrap();
+    assert_eq!(n(0) + n(1), n(2), "rows add up to the aggregate");
+    assert_eq!(n(2), app.requests(), "merged = the server's count");
+    let t = r["thresholds"].as_array().expect("thresholds judged");
+    let passed: Vec<bool> = t.iter().map(|x| x["pass"].as_bool().unwrap()).collect();
+    assert_eq!(passed, [false, true], "{t:?}");
+}
+
 #[test]
 fn control_needs_the_token() {
     let coord = Coord::start(&["--token", "s3cret"]);
@@ -243,8 +286,19 @@ fn twenty_workers_survive_losing_two() {
         "1",
         "--json",
     ]);
+    // Every worker journals what the coordinator acknowledged: the samples to re-merge.
+    let dir = std::env::temp_dir().join(format!("gen-journals-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal = |i: usize| dir.join(format!("w{i:02}.jsonl"));
     let mut workers: Vec<Worker> = (0..20)
-        .map(|i| Worker::start(&coord.addr, &format!("w{i:02}"), &[]))
+        .map(|i| {
+            let j = journal(i);
+            Worker::start(
+                &coord.addr,
+                &format!("w{i:02}"),
+                &["--journal", j.to_str().unwrap()],
+            )
+        })
         .collect();
     // Wait for the run to be 10 s in, then kill two.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -277,6 +331,40 @@ fn twenty_workers_survive_losing_two() {
         served >= responses && served - responses <= 2 * 100 * 3,
         "server {served}, merged {responses}"
     );
+    // One histogram holding every sample the workers reported (their journals, killed ones
+    // included) gives exactly the merged report's percentiles: nothing was averaged.
+    let mut all = generator::measure::Snapshot::empty();
+    let mut intervals = 0;
+    for i in 0..20 {
+        let text = std::fs::read_to_string(journal(i)).unwrap_or_default();
+        for line in text.lines() {
+            let iv: generator::cluster::wire::Interval = serde_json::from_str(line).unwrap();
+            for snap in iv.endpoints.values() {
+                all.merge(snap);
+            }
+            intervals += 1;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(intervals >= 20 * 25, "only {intervals} journaled intervals");
+    assert_eq!(all.requests(), responses, "journals vs merged count");
+    let h = &all.response;
+    let rt = &r["latency"]["response_time"];
+    for (key, q) in [
+        ("p50_us", 0.5),
+        ("p90_us", 0.9),
+        ("p99_us", 0.99),
+        ("p99_9_us", 0.999),
+        ("p99_99_us", 0.9999),
+    ] {
+        assert_eq!(
+            rt[key].as_u64(),
+            Some(h.value_at_quantile(q)),
+            "{key}: merged report vs one histogram of all samples"
+        );
+    }
+    assert_eq!(rt["max_us"].as_u64(), Some(h.max()));
+    assert_eq!(rt["count"].as_u64(), Some(h.count()));
 }
 
 /// The web UI in headless Chromium, driven by playwright-core: start a run from the form, see

@@ -99,17 +99,28 @@ impl Agent {
         }
     }
 
-    /// Applies the coordinator's answer.
-    pub fn on_answer(&mut self, d: Desired, exec: &mut dyn Executor, now: Instant) {
+    /// Applies the coordinator's answer; returns the intervals it acknowledged (now dropped
+    /// from the outbox), for the journal.
+    pub fn on_answer(
+        &mut self,
+        d: Desired,
+        exec: &mut dyn Executor,
+        now: Instant,
+    ) -> Vec<Interval> {
         self.last_answer = now;
         self.orphaned = false;
-        self.outbox.retain(|iv| {
-            !d.acked
-                .iter()
-                .any(|&(e, s)| iv.epoch == e && iv.second <= s)
-        });
+        let (acked, kept): (VecDeque<Interval>, VecDeque<Interval>) =
+            std::mem::take(&mut self.outbox)
+                .into_iter()
+                .partition(|iv| {
+                    d.acked
+                        .iter()
+                        .any(|&(e, s)| iv.epoch == e && iv.second <= s)
+                });
+        self.outbox = kept;
+        let acked = Vec::from(acked);
         if d.epoch < self.epoch {
-            return; // stale answer (e.g. a coordinator that restarted behind a newer one)
+            return acked; // stale answer (e.g. a coordinator that restarted behind a newer one)
         }
         match (d.order, d.epoch == self.epoch) {
             (None, _) => {
@@ -135,6 +146,7 @@ impl Agent {
                 self.order = Some(order);
             }
         }
+        acked
     }
 
     /// Called when a heartbeat got no answer: trips the dead-man switch after [`DEAD_MAN`].
@@ -146,8 +158,14 @@ impl Agent {
         }
     }
 
-    /// One heartbeat exchange over HTTP.
-    pub async fn beat(&mut self, exec: &mut dyn Executor, cpu_s: f64) -> Result<(), ClientError> {
+    /// One heartbeat exchange over HTTP; acknowledged intervals go to `journal`, one JSON
+    /// line each (`gen worker --journal`).
+    pub async fn beat(
+        &mut self,
+        exec: &mut dyn Executor,
+        cpu_s: f64,
+        journal: Option<&mut dyn std::io::Write>,
+    ) -> Result<(), ClientError> {
         let hb = self.heartbeat(exec, cpu_s);
         let body = serde_json::to_vec(&hb).unwrap_or_default();
         let answer = request(
@@ -162,7 +180,14 @@ impl Agent {
         let now = Instant::now();
         match answer.map(|b| serde_json::from_slice::<Desired>(&b)) {
             Ok(Ok(d)) => {
-                self.on_answer(d, exec, now);
+                let acked = self.on_answer(d, exec, now);
+                if let Some(j) = journal {
+                    for iv in &acked {
+                        // An audit aid: a full disk must not stop the load.
+                        let _ = serde_json::to_writer(&mut *j, iv).map(|_| j.write_all(b"\n"));
+                    }
+                    let _ = j.flush();
+                }
                 Ok(())
             }
             Ok(Err(_)) => {
@@ -299,7 +324,12 @@ mod tests {
         // Answer lost: both go again, with the new one.
         x.pending = vec![iv(2)];
         assert_eq!(a.heartbeat(&mut x, 0.0).intervals.len(), 3);
-        a.on_answer(desired(1, None, vec![(1, 1)]), &mut x, t);
+        let acked = a.on_answer(desired(1, None, vec![(1, 1)]), &mut x, t);
+        assert_eq!(
+            acked.iter().map(|i| i.second).collect::<Vec<_>>(),
+            [0, 1],
+            "what the journal gets: exactly the acknowledged intervals"
+        );
         let hb = a.heartbeat(&mut x, 0.0);
         assert_eq!(
             hb.intervals.iter().map(|i| i.second).collect::<Vec<_>>(),

@@ -72,6 +72,11 @@ pub struct WorkerArgs {
     /// Name shown by the coordinator (default: host name and process id).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+
+    /// Append every interval the coordinator acknowledged to this file, one JSON line each
+    /// (counters and HDR histograms): an audit trail to re-merge offline.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<std::path::PathBuf>,
 }
 
 /// Coordinator-only flags that take a value, removed before the rest goes to workers.
@@ -276,6 +281,16 @@ pub fn worker_main(argv: Vec<String>) -> i32 {
                 let _ = stop.wait_for(|s| *s).await;
             }));
         }
+        let mut journal = match &args.journal {
+            None => None,
+            Some(p) => match std::fs::OpenOptions::new().create(true).append(true).open(p) {
+                Ok(f) => Some(std::io::BufWriter::new(f)),
+                Err(e) => {
+                    eprintln!("gen: cannot open --journal {}: {e}", p.display());
+                    return EXIT_BAD_INPUT;
+                }
+            },
+        };
         let mut exec = EngineExecutor::new(metrics);
         let mut agent = Agent::new(
             AgentConfig {
@@ -296,7 +311,13 @@ pub fn worker_main(argv: Vec<String>) -> i32 {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => break,
             }
-            let result = agent.beat(&mut exec, crate::export::prometheus::process_cpu_s()).await;
+            let result = agent
+                .beat(
+                    &mut exec,
+                    crate::export::prometheus::process_cpu_s(),
+                    journal.as_mut().map(|j| j as &mut dyn std::io::Write),
+                )
+                .await;
             // One line per change of situation, not one per second.
             let line = match &result {
                 Err(e) => format!("coordinator unreachable: {e}"),
@@ -407,6 +428,7 @@ fn cluster_report(coord: &Coordinator, cfg: &RunConfig, started_unix_ms: u64) ->
         .plan
         .duration
         .map_or_else(|| series_len(&series), |d| d.as_secs_f64());
+    // Thresholds are judged on the merged figures, for the whole cluster.
     Report::from_points(
         info,
         &totals,
@@ -417,6 +439,8 @@ fn cluster_report(coord: &Coordinator, cfg: &RunConfig, started_unix_ms: u64) ->
             system_s: 0.0,
         },
     )
+    .with_thresholds(cfg.thresholds.clone())
+    .with_endpoint_names(run.map_or(Vec::new(), |r| r.names.clone()))
 }
 
 fn series_len(series: &[crate::export::SeriesPoint]) -> f64 {

@@ -20,7 +20,7 @@ use crate::cli::Args;
 use crate::config::RunConfig;
 use crate::export::prometheus::{ClusterFigures, Metrics, CONTENT_TYPE};
 use crate::export::SeriesPoint;
-use crate::measure::Snapshot;
+use crate::measure::{EndpointStats, Hist, Snapshot};
 
 use super::http::{authorized, error, json, respond, Body, Req};
 use super::state::ClusterState;
@@ -113,23 +113,49 @@ pub struct StatsRow {
 }
 
 impl StatsRow {
-    fn of(name: &str, s: &Snapshot, current_rps: u64) -> Self {
-        let q = |q| (!s.response.is_empty()).then(|| s.response.value_at_quantile(q));
+    fn new(name: &str, h: &Hist, requests: u64, failures: u64, bytes: u64, responses: u64) -> Self {
+        let q = |q| (!h.is_empty()).then(|| h.value_at_quantile(q));
         StatsRow {
             name: name.to_owned(),
-            requests: s.requests(),
-            failures: s.errors_total(),
+            requests,
+            failures,
             median_us: q(0.5),
             p95_us: q(0.95),
             p99_us: q(0.99),
             max_us: q(1.0),
-            avg_size: if s.requests() > 0 {
-                s.bytes_received() as f64 / s.requests() as f64
+            avg_size: if responses > 0 {
+                bytes as f64 / responses as f64
             } else {
                 0.0
             },
-            current_rps,
+            current_rps: 0,
         }
+    }
+
+    /// A whole endpoint (or the aggregate); failures as in the single-node table: no
+    /// response, or a status outside 2xx.
+    fn of(name: &str, s: &Snapshot) -> Self {
+        let (requests, failures) = crate::export::endpoints::aggregate(s);
+        Self::new(
+            name,
+            &s.response,
+            requests,
+            failures,
+            s.bytes_received(),
+            s.requests(),
+        )
+    }
+
+    /// One scenario request name.
+    fn of_name(name: &str, e: &EndpointStats) -> Self {
+        Self::new(
+            name,
+            &e.response,
+            e.requests(),
+            e.failures(),
+            e.bytes_received,
+            e.responses,
+        )
     }
 }
 
@@ -160,14 +186,19 @@ impl Coordinator {
         let cfg = load_config(&argv)?;
         let plan = &cfg.plan;
         self.metrics.set_gauges(plan.rate().unwrap_or(0.0), 0, 0);
-        Ok(self.state().start(
+        let mut st = self.state();
+        let epoch = st.start(
             serde_json::json!(argv),
             plan.rate(),
             plan.warmup,
             plan.duration.map(|d| d + plan.warmup),
             Instant::now(),
             now_unix_ms(),
-        ))
+        );
+        if let Some(run) = st.run.as_mut() {
+            run.names = cfg.scenario.map_or(Vec::new(), |s| s.names);
+        }
+        Ok(epoch)
     }
 
     /// Re-evaluates liveness and the series; refreshes the cluster gauges.
@@ -256,16 +287,27 @@ impl Coordinator {
             return Vec::new();
         };
         let current = st.current_rps();
-        let mut rows: Vec<StatsRow> = run
-            .totals
-            .iter()
-            .map(|(name, s)| StatsRow::of(name, s, current.get(name).copied().unwrap_or(0)))
-            .collect();
-        rows.push(StatsRow::of(
-            "Aggregated",
-            &run.merged_total(),
-            current.values().sum(),
-        ));
+        let total = run.merged_total();
+        let mut rows: Vec<StatsRow> = if run.names.is_empty() {
+            run.totals
+                .iter()
+                .map(|(name, s)| StatsRow::of(name, s))
+                .collect()
+        } else {
+            let empty = EndpointStats::default();
+            run.names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| StatsRow::of_name(name, total.endpoints.get(i).unwrap_or(&empty)))
+                .collect()
+        };
+        rows.push(StatsRow::of("Aggregated", &total));
+        for r in &mut rows {
+            r.current_rps = match r.name.as_str() {
+                "Aggregated" => current.values().sum(),
+                n => current.get(n).copied().unwrap_or(0),
+            };
+        }
         rows
     }
 

@@ -82,6 +82,9 @@ pub struct Run {
     pub start: Instant,
     /// Merged totals per endpoint.
     pub totals: BTreeMap<String, Snapshot>,
+    /// The scenario's request names: each snapshot's per-name figures
+    /// ([`Snapshot::endpoints`]) are in this order. Empty without a scenario.
+    pub names: Vec<String>,
     /// Seconds still open: merged snapshot so far and who contributed.
     open: BTreeMap<u64, (Snapshot, BTreeSet<String>)>,
     /// Closed seconds, reduced; `t_s` is the second's offset from the end of warm-up.
@@ -191,6 +194,7 @@ impl ClusterState {
             start_unix_ms: now_unix_ms + START_LEAD.as_millis() as u64,
             start: now + START_LEAD,
             totals: BTreeMap::new(),
+            names: Vec::new(),
             open: BTreeMap::new(),
             series: Vec::new(),
             events: Vec::new(),
@@ -291,11 +295,7 @@ impl ClusterState {
                     }
                 }
             }
-            w.last_endpoint_requests = iv
-                .endpoints
-                .iter()
-                .map(|(ep, s)| (ep.clone(), s.requests()))
-                .collect();
+            w.last_endpoint_requests = per_name_requests(&iv.endpoints, &run.names);
             w.last_interval = Some(IntervalFigures {
                 second: iv.second,
                 requests: second.requests(),
@@ -441,6 +441,25 @@ impl ClusterState {
             acked,
         }
     }
+}
+
+/// Requests of one interval per row of the stats table: per scenario request name when the
+/// run has names (from each snapshot's per-name figures), else per endpoint key.
+fn per_name_requests(
+    endpoints: &BTreeMap<String, Snapshot>,
+    names: &[String],
+) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for (ep, s) in endpoints {
+        if names.is_empty() {
+            *m.entry(ep.clone()).or_insert(0) += s.requests();
+            continue;
+        }
+        for (name, e) in names.iter().zip(&s.endpoints) {
+            *m.entry(name.clone()).or_insert(0) += e.requests();
+        }
+    }
+    m
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! keep up, latency and rate figures describe the generator, not the target, and the report
 //! says so loudly (see [`BoundReason`]).
 
-mod endpoints;
+pub(crate) mod endpoints;
 mod json;
 mod kernel;
 pub mod prometheus;
