@@ -5,7 +5,8 @@
  *
  * Only the generator's own sockets count: a socket is registered when a thread of the
  * generator's process (tgid) moves it to SYN_SENT, and forgotten when it reaches CLOSE
- * (socket pointers are reused). Everything else is keyed by the socket pointer, never by
+ * (socket pointers are reused), unless its destination is in skip_dst (a worker's own
+ * heartbeats to its coordinator are not load). Everything else is keyed by the socket pointer, never by
  * the current task: sk_data_ready runs in softirq, usually in the server's context.
  *
  * Pairing: one request is in flight per connection, so the send recorded on a socket
@@ -67,6 +68,15 @@ struct {
 	__type(key, __u64);
 	__type(value, struct sock_state);
 } socks SEC(".maps");
+
+/* Destinations whose connections are not load: key daddr << 16 | dport, both as the kernel
+ * stores them (network order). Filled by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, __u64);
+	__type(value, __u8);
+} skip_dst SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -175,6 +185,9 @@ int BPF_PROG(gen_state, const struct sock *sk, int oldstate, int newstate)
 	__u64 key = (__u64)sk;
 	if (newstate == TCP_SYN_SENT) {
 		if ((__u32)(bpf_get_current_pid_tgid() >> 32) != target_tgid)
+			return 0;
+		__u64 dst = ((__u64)sk->__sk_common.skc_daddr << 16) | sk->__sk_common.skc_dport;
+		if (bpf_map_lookup_elem(&skip_dst, &dst))
 			return 0;
 		struct sock_state st = { .send_ns = 0, .connect_ns = bpf_ktime_get_ns() };
 		bpf_map_update_elem(&socks, &key, &st, BPF_ANY);

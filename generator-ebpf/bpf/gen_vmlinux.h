@@ -13,9 +13,15 @@
 
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
-/* Only ever used as an opaque key, or cast to tcp_sock. */
+/* The destination, read once per connect (both inside anonymous unions in the kernel). */
+struct sock_common {
+	__be32 skc_daddr;
+	__be16 skc_dport;
+};
+
+/* Otherwise an opaque key, or cast to tcp_sock. */
 struct sock {
-	int __placeholder;
+	struct sock_common __sk_common;
 };
 
 struct sk_buff;

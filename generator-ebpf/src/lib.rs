@@ -299,6 +299,18 @@ impl Probes {
         self.method
     }
 
+    /// Connections to `dst` are not load (a worker's heartbeats to its coordinator): never
+    /// register them. Only IPv4 destinations can be skipped.
+    pub fn skip_destination(&mut self, dst: std::net::SocketAddrV4) -> Res<()> {
+        let mut skip: aya::maps::HashMap<_, u64, u8> = aya::maps::HashMap::try_from(
+            self.ebpf
+                .map_mut("skip_dst")
+                .ok_or_else(|| missing("skip_dst"))?,
+        )
+        .map_err(err)?;
+        skip.insert(skip_key(dst), 1, 0).map_err(err)
+    }
+
     /// Record only requests sent at or after `from` (the end of warm-up); connect times are
     /// always recorded, like the engine's own.
     pub fn measure_from(&mut self, from: Instant) -> Res<()> {
@@ -353,6 +365,14 @@ impl Probes {
             sends: c[3],
         })
     }
+}
+
+/// The `skip_dst` key of a destination: address and port as the kernel stores them
+/// (network byte order) read as native integers, `daddr << 16 | dport`.
+pub fn skip_key(dst: std::net::SocketAddrV4) -> u64 {
+    let daddr = u32::from_ne_bytes(dst.ip().octets()) as u64;
+    let dport = u16::from_ne_bytes(dst.port().to_be_bytes()) as u64;
+    (daddr << 16) | dport
 }
 
 fn missing(name: &str) -> ProbeError {
@@ -431,6 +451,16 @@ pub fn monotonic_ns(t: Instant) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn skip_keys_use_the_kernels_byte_order() {
+        let k = super::skip_key("127.0.0.1:8089".parse().unwrap());
+        // In memory the kernel holds 7f 00 00 01 and 1f 99 (network order).
+        let daddr = (k >> 16) as u32;
+        let dport = (k & 0xffff) as u16;
+        assert_eq!(daddr.to_ne_bytes(), [127, 0, 0, 1]);
+        assert_eq!(dport.to_ne_bytes(), [0x1f, 0x99]);
+    }
+
     use super::*;
 
     /// CI's check that the committed object matches its sources: fails when a `.bpf.c` or the

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{gen_bin, request, Webapp};
+use common::{gen_bin, probes_unavailable, request, Webapp};
 
 /// A `gen coordinator` child; its address is read from its first stderr line.
 struct Coord {
@@ -205,6 +205,67 @@ fn cluster_names_rows_and_judges_thresholds() {
     let t = r["thresholds"].as_array().expect("thresholds judged");
     let passed: Vec<bool> = t.iter().map(|x| x["pass"].as_bool().unwrap()).collect();
     assert_eq!(passed, [false, true], "{t:?}");
+}
+
+/// Workers load the kernel probes and send each second's kernel figures: the merged report
+/// has kernel latency for every request, the live series and `/metrics` have it too.
+#[test]
+fn cluster_kernel_latency_from_every_worker() {
+    if let Some(why) = probes_unavailable() {
+        eprintln!("skipped: kernel probes unavailable here: {why}");
+        return;
+    }
+    let app = Webapp::start(&["--delay", "2ms"]);
+    let coord = Coord::start(&[
+        "--expect-workers",
+        "2",
+        "--wait",
+        "30s",
+        &app.url("/"),
+        "--rate",
+        "400",
+        "--duration",
+        "4s",
+        "--threads",
+        "1",
+        "--probes",
+        "on",
+        "--json",
+    ]);
+    let _w: Vec<Worker> = (0..2)
+        .map(|i| Worker::start(&coord.addr, &format!("w{i}"), &[]))
+        .collect();
+    // While it runs: the live series carries the kernel latency, `/metrics` its histogram.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = coord.status();
+        let live = st["run"]["series"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|p| p["kernel_p99_us"].as_u64().is_some()));
+        if live {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no kernel series: {st}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let metrics = request(&coord.addr, "GET", "/metrics");
+    assert!(
+        metrics.contains("gen_kernel_latency_seconds_bucket"),
+        "{metrics}"
+    );
+    let (code, out, err) = coord.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "stderr: {err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    let k = &r["kernel"];
+    assert_eq!(k["status"], "measured", "{k}");
+    let sent = r["counts"]["sent"].as_f64().unwrap();
+    let timed = k["latency"]["count"].as_f64().unwrap();
+    assert!(
+        (timed - sent).abs() <= sent * 0.001 + 1.0,
+        "kernel-timed {timed} vs sent {sent}"
+    );
+    let p50 = k["latency"]["p50_us"].as_f64().unwrap();
+    assert!((2000.0..=2100.0).contains(&p50), "kernel p50 {p50} µs");
 }
 
 #[test]

@@ -7,15 +7,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{gen_bin, lat, Webapp};
+use common::{gen_bin, lat, probes_unavailable, Webapp};
 use serde_json::Value;
-
-/// Why the probes cannot load in this environment, or `None` when they can.
-fn probes_unavailable() -> Option<String> {
-    generator_ebpf::Probes::load(std::process::id())
-        .err()
-        .map(|e| e.to_string())
-}
 
 fn kernel(r: &Value, hist: &str, key: &str) -> f64 {
     r["kernel"][hist][key]

@@ -318,6 +318,7 @@ mod tests {
             epoch: 1,
             second: s,
             endpoints: Default::default(),
+            kernel: None,
         };
         x.pending = vec![iv(0), iv(1)];
         assert_eq!(a.heartbeat(&mut x, 0.0).intervals.len(), 2);

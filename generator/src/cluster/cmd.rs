@@ -16,6 +16,7 @@ use clap::Parser;
 use crate::cli::{parse_duration, Args};
 use crate::config::RunConfig;
 use crate::export::{Cpu, Report, EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED};
+use crate::probes::{KernelStatus, ProbeMode};
 
 use super::agent::{Agent, AgentConfig, Executor as _, PERIOD};
 use super::coordinator::{Coordinator, RunRequest, TICK};
@@ -291,7 +292,7 @@ pub fn worker_main(argv: Vec<String>) -> i32 {
                 }
             },
         };
-        let mut exec = EngineExecutor::new(metrics);
+        let mut exec = EngineExecutor::new(metrics, &args.coordinator);
         let mut agent = Agent::new(
             AgentConfig {
                 name: name.clone(),
@@ -441,6 +442,13 @@ fn cluster_report(coord: &Coordinator, cfg: &RunConfig, started_unix_ms: u64) ->
     )
     .with_thresholds(cfg.thresholds.clone())
     .with_endpoint_names(run.map_or(Vec::new(), |r| r.names.clone()))
+    .with_kernel(match (run.and_then(|r| r.kernel.as_ref()), cfg.probes) {
+        (Some(k), _) => KernelStatus::Measured(Box::new(k.figures())),
+        (None, ProbeMode::Off) => KernelStatus::Off,
+        (None, _) => KernelStatus::Unavailable(
+            "no worker could load the kernel probes (each worker's log says why)".into(),
+        ),
+    })
 }
 
 fn series_len(series: &[crate::export::SeriesPoint]) -> f64 {

@@ -227,9 +227,12 @@ impl Coordinator {
                         return error(StatusCode::BAD_REQUEST, &format!("bad heartbeat: {e}"))
                     }
                 };
-                let desired = self
-                    .state()
-                    .heartbeat_with(hb, Instant::now(), |ep, s| self.metrics.add_interval(ep, s));
+                let desired = self.state().heartbeat_with(
+                    hb,
+                    Instant::now(),
+                    |ep, s| self.metrics.add_interval(ep, s),
+                    |k| self.metrics.add_kernel(&k.latency, &k.connect),
+                );
                 json(StatusCode::OK, &desired)
             }
             (&Method::POST, "/api/v1/run") => {
@@ -380,7 +383,18 @@ impl Coordinator {
                 "offset_s": r.offset_s(now),
                 "target_rate": r.total_rate,
                 "length_s": r.length.map(|l| l.as_secs_f64()),
-                "series": r.series.iter().map(point_json).collect::<Vec<_>>(),
+                "series": r
+                    .series
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| point_json(p, r.kernel_series.get(i).copied().flatten()))
+                    .collect::<Vec<_>>(),
+                "kernel": r.kernel.as_ref().map(|k| serde_json::json!({
+                    "attach": k.attach,
+                    "latency_p50_us": (!k.latency.is_empty()).then(|| k.latency.value_at_quantile(0.5)),
+                    "latency_p99_us": (!k.latency.is_empty()).then(|| k.latency.value_at_quantile(0.99)),
+                    "retransmits": k.retransmits,
+                })),
                 "errors": errors,
                 "events": r.events.iter().map(|(t, e)| serde_json::json!({"t_s": t, "event": e})).collect::<Vec<_>>(),
                 "load": r.load,
@@ -395,7 +409,8 @@ impl Coordinator {
     }
 }
 
-fn point_json(p: &SeriesPoint) -> serde_json::Value {
+/// One second of the series; `kernel` is that second's kernel latency (p50, p99) µs.
+fn point_json(p: &SeriesPoint, kernel: Option<(u64, u64)>) -> serde_json::Value {
     serde_json::json!({
         "t_s": p.t_s,
         "requests": p.requests,
@@ -403,6 +418,8 @@ fn point_json(p: &SeriesPoint) -> serde_json::Value {
         "dropped": p.dropped,
         "p50_us": p.p50_us,
         "p99_us": p.p99_us,
+        "kernel_p50_us": kernel.map(|k| k.0),
+        "kernel_p99_us": kernel.map(|k| k.1),
     })
 }
 

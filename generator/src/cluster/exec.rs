@@ -15,7 +15,7 @@ use crate::plan::Plan;
 
 use super::agent::Executor;
 use super::coordinator::{load_argv, load_config};
-use super::wire::{share_at, Interval, Order, ShareStep, WorkerState};
+use super::wire::{share_at, Interval, KernelInterval, Order, ShareStep, WorkerState};
 
 /// Name of the single endpoint of a run without named requests.
 pub const DEFAULT_ENDPOINT: &str = "default";
@@ -39,15 +39,21 @@ struct Job {
 /// Runs orders on the local engine and feeds the worker's `/metrics`.
 pub struct EngineExecutor {
     threads: usize,
+    /// The coordinator's addresses: heartbeats are not load, the probes skip them.
+    coordinator: Vec<std::net::SocketAddr>,
     metrics: Metrics,
     job: Option<Job>,
     error: Option<String>,
 }
 
 impl EngineExecutor {
-    pub fn new(metrics: Metrics) -> Self {
+    pub fn new(metrics: Metrics, coordinator: &str) -> Self {
+        use std::net::ToSocketAddrs;
         EngineExecutor {
             threads: engine::allowed_cpus().len().max(1),
+            coordinator: coordinator
+                .to_socket_addrs()
+                .map_or(Vec::new(), |a| a.collect()),
             metrics,
             job: None,
             error: None,
@@ -109,6 +115,7 @@ impl Executor for EngineExecutor {
         let shares = std::sync::Arc::new(Mutex::new(order.shares.clone()));
         let handle = {
             let shares_now = Arc::clone(&shares);
+            let skip = self.coordinator.clone();
             let (control, shared, metrics) = (
                 Arc::clone(&control),
                 Arc::clone(&shared),
@@ -117,6 +124,23 @@ impl Executor for EngineExecutor {
             std::thread::Builder::new()
                 .name("gen-run".into())
                 .spawn(move || {
+                    // Kernel probes load before the connections open, so every socket is
+                    // registered; `auto` without privileges says why once and goes on.
+                    let probes_off = match crate::probes::start(cfg.probes) {
+                        Ok(why) => why,
+                        Err(e) => {
+                            let mut sh = Self::lock(&shared);
+                            sh.error = Some(e.to_string());
+                            sh.finished = true;
+                            return;
+                        }
+                    };
+                    if let Some(why) = &probes_off {
+                        eprintln!("gen worker: kernel probes off: {why}");
+                    }
+                    crate::probes::skip_destinations(&skip);
+                    let attach = crate::probes::attach_method();
+                    let mut kernel_before = generator_ebpf::KernelStats::default();
                     // Requests sent and not yet answered or failed, over the run so far.
                     let mut outstanding: i64 = 0;
                     let outcome = engine::run_with(&cfg, &control, |second, snap| {
@@ -132,12 +156,25 @@ impl Executor for EngineExecutor {
                         metrics.set_gauges(rate, cfg.connections as i64, outstanding.max(0));
                         let mut endpoints = std::collections::BTreeMap::new();
                         endpoints.insert(DEFAULT_ENDPOINT.to_owned(), snap.clone());
+                        // The kernel's figures since the previous interval: read when the
+                        // engine's second is complete, so the two cover the same requests
+                        // up to the few in flight at the boundary.
+                        let kernel = attach.zip(crate::probes::read_now()).map(|(a, now)| {
+                            let d = crate::probes::since(&kernel_before, &now);
+                            kernel_before = now;
+                            let k = KernelInterval::of(crate::probes::figures(a, &d));
+                            metrics.add_kernel(&k.latency, &k.connect);
+                            k
+                        });
                         Self::lock(&shared).intervals.push(Interval {
                             epoch,
                             second,
                             endpoints,
+                            kernel,
                         });
                     });
+                    // Unloads the probes (their figures went out with the intervals).
+                    let _ = crate::probes::finish(cfg.probes, probes_off);
                     let mut sh = Self::lock(&shared);
                     if let Err(e) = outcome {
                         sh.error = Some(e.to_string());

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use crate::export::SeriesPoint;
 use crate::measure::Snapshot;
 
-use super::wire::{share_at, Desired, Heartbeat, Order, ShareStep, WorkerState};
+use super::wire::{share_at, Desired, Heartbeat, KernelInterval, Order, ShareStep, WorkerState};
+use crate::measure::Hist;
 
 /// Silence after which a worker is considered lost.
 pub const MISSING_AFTER: Duration = Duration::from_secs(3);
@@ -87,6 +88,12 @@ pub struct Run {
     pub names: Vec<String>,
     /// Seconds still open: merged snapshot so far and who contributed.
     open: BTreeMap<u64, (Snapshot, BTreeSet<String>)>,
+    /// Kernel latency of the open seconds, from the workers that have probes.
+    open_kernel: BTreeMap<u64, Hist>,
+    /// Kernel figures merged over the run (`None` when no worker had probes).
+    pub kernel: Option<KernelInterval>,
+    /// Kernel latency (p50, p99) µs of each closed second, beside `series`.
+    pub kernel_series: Vec<Option<(u64, u64)>>,
     /// Closed seconds, reduced; `t_s` is the second's offset from the end of warm-up.
     pub series: Vec<SeriesPoint>,
     /// Notable events at run offsets: workers lost, added, rebalances.
@@ -196,6 +203,9 @@ impl ClusterState {
             totals: BTreeMap::new(),
             names: Vec::new(),
             open: BTreeMap::new(),
+            open_kernel: BTreeMap::new(),
+            kernel: None,
+            kernel_series: Vec::new(),
             series: Vec::new(),
             events: Vec::new(),
             stopped: false,
@@ -224,16 +234,17 @@ impl ClusterState {
 
     /// Takes one heartbeat and answers with the worker's desired state.
     pub fn heartbeat(&mut self, hb: Heartbeat, now: Instant) -> Desired {
-        self.heartbeat_with(hb, now, |_, _| {})
+        self.heartbeat_with(hb, now, |_, _| {}, |_| {})
     }
 
-    /// [`Self::heartbeat`], calling `on_merge(endpoint, snapshot)` for every interval merged
-    /// for the first time (the coordinator feeds its `/metrics` with it).
+    /// [`Self::heartbeat`], calling `on_merge(endpoint, snapshot)` and `on_kernel(figures)`
+    /// for every interval merged for the first time (the coordinator feeds its `/metrics`).
     pub fn heartbeat_with(
         &mut self,
         hb: Heartbeat,
         now: Instant,
         mut on_merge: impl FnMut(&str, &Snapshot),
+        mut on_kernel: impl FnMut(&KernelInterval),
     ) -> Desired {
         let name = hb.worker.clone();
         let mut membership_changed = false;
@@ -296,6 +307,13 @@ impl ClusterState {
                 }
             }
             w.last_endpoint_requests = per_name_requests(&iv.endpoints, &run.names);
+            if let Some(k) = &iv.kernel {
+                on_kernel(k);
+                match &mut run.kernel {
+                    Some(t) => t.merge(k),
+                    None => run.kernel = Some(k.clone()),
+                }
+            }
             w.last_interval = Some(IntervalFigures {
                 second: iv.second,
                 requests: second.requests(),
@@ -311,6 +329,12 @@ impl ClusterState {
                 .or_insert_with(|| (Snapshot::empty(), BTreeSet::new()));
             slot.0.merge(&second);
             slot.1.insert(name.clone());
+            if let Some(k) = &iv.kernel {
+                run.open_kernel
+                    .entry(iv.second)
+                    .or_insert_with(Hist::new)
+                    .merge(&k.latency);
+            }
         }
         if membership_changed && self.run.as_ref().is_some_and(|r| !r.stopped) {
             let t = self.run.as_ref().map_or(0.0, |r| r.offset_s(now));
@@ -363,6 +387,9 @@ impl ClusterState {
             };
             run.series
                 .push(SeriesPoint::from_snapshot(&snap, second as f64, 1.0));
+            let kernel = run.open_kernel.remove(&second).filter(|h| !h.is_empty());
+            run.kernel_series
+                .push(kernel.map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99))));
         }
     }
 
@@ -493,6 +520,7 @@ mod tests {
             epoch,
             second,
             endpoints,
+            kernel: None,
         }
     }
 

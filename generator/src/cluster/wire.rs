@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::measure::Snapshot;
+use crate::measure::{Hist, Snapshot};
 
 /// Path prefix of the JSON API.
 pub const API_PREFIX: &str = "/api/v1";
@@ -61,6 +61,63 @@ pub struct Interval {
     pub second: u64,
     /// Measurements per endpoint (request name); histograms travel as base64 HDR V2.
     pub endpoints: BTreeMap<String, Snapshot>,
+    /// What the worker's eBPF probes recorded over the interval, when it has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelInterval>,
+}
+
+/// Kernel figures of one interval (or, merged, of a run): see `docs/probes.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelInterval {
+    /// How sends and data-ready were observed (`tracepoint`, ...).
+    pub attach: String,
+    /// Request sent -> response data ready, µs.
+    pub latency: Hist,
+    /// SYN_SENT -> ESTABLISHED, µs.
+    pub connect: Hist,
+    /// Smoothed RTT per incoming segment, µs.
+    pub srtt: Hist,
+    pub retransmits: u64,
+    pub sockets: u64,
+}
+
+impl KernelInterval {
+    /// From the probes' figures for the interval.
+    pub fn of(f: crate::probes::KernelFigures) -> Self {
+        KernelInterval {
+            attach: f.attach.to_owned(),
+            latency: f.latency,
+            connect: f.connect,
+            srtt: f.srtt,
+            retransmits: f.retransmits,
+            sockets: f.sockets,
+        }
+    }
+
+    /// Adds `other` (exact: histograms bucket by bucket).
+    pub fn merge(&mut self, other: &KernelInterval) {
+        self.latency.merge(&other.latency);
+        self.connect.merge(&other.connect);
+        self.srtt.merge(&other.srtt);
+        self.retransmits += other.retransmits;
+        self.sockets += other.sockets;
+    }
+
+    /// As the report shows kernel figures.
+    pub fn figures(&self) -> crate::probes::KernelFigures {
+        crate::probes::KernelFigures {
+            attach: match self.attach.as_str() {
+                "fentry" => "fentry",
+                "kprobe" => "kprobe",
+                _ => "tracepoint",
+            },
+            latency: self.latency.clone(),
+            connect: self.connect.clone(),
+            srtt: self.srtt.clone(),
+            retransmits: self.retransmits,
+            sockets: self.sockets,
+        }
+    }
 }
 
 /// Worker -> coordinator, every second.
@@ -146,6 +203,7 @@ mod tests {
                 epoch: 3,
                 second: 7,
                 endpoints,
+                kernel: None,
             }],
         };
         let json = serde_json::to_string(&hb).unwrap();

@@ -101,6 +101,61 @@ pub fn finish(mode: ProbeMode, unavailable: Option<String>) -> KernelStatus {
     }
 }
 
+/// Connections to these addresses are not load (a worker's coordinator): the probes never
+/// register them. IPv6 addresses are ignored (the probes key IPv4 destinations only).
+pub fn skip_destinations(addrs: &[std::net::SocketAddr]) {
+    if let Some(p) = SESSION.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        for a in addrs {
+            if let std::net::SocketAddr::V4(v4) = a {
+                // A full map only means a few heartbeats get timed too.
+                let _ = p.skip_destination(*v4);
+            }
+        }
+    }
+}
+
+/// How the loaded probes observe sends and data-ready (`None` when none are loaded).
+pub fn attach_method() -> Option<&'static str> {
+    SESSION
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|p| p.method().as_str())
+}
+
+/// The probes' cumulative figures now, without unloading them (`None` when none are loaded
+/// or reading fails): a long-running worker reads them once per interval.
+pub fn read_now() -> Option<KernelStats> {
+    SESSION
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|p| p.read().ok())
+}
+
+/// What was recorded between two cumulative reads `prev` and `cur` (bucket by bucket, so the
+/// intervals of a run add up exactly to its totals).
+pub fn since(prev: &KernelStats, cur: &KernelStats) -> KernelStats {
+    fn sub(prev: &[(u64, u64, u64)], cur: &[(u64, u64, u64)]) -> Vec<(u64, u64, u64)> {
+        cur.iter()
+            .filter_map(|&(lo, w, n)| {
+                let before = prev.iter().find(|b| b.0 == lo).map_or(0, |b| b.2);
+                let d = n.saturating_sub(before);
+                (d > 0).then_some((lo, w, d))
+            })
+            .collect()
+    }
+    KernelStats {
+        latency_ns: sub(&prev.latency_ns, &cur.latency_ns),
+        connect_ns: sub(&prev.connect_ns, &cur.connect_ns),
+        srtt_us: sub(&prev.srtt_us, &cur.srtt_us),
+        registered: cur.registered.saturating_sub(prev.registered),
+        retransmits: cur.retransmits.saturating_sub(prev.retransmits),
+        unpaired: cur.unpaired.saturating_sub(prev.unpaired),
+        sends: cur.sends.saturating_sub(prev.sends),
+    }
+}
+
 /// Converts the kernel's buckets into HDR histograms.
 pub fn figures(attach: &'static str, s: &KernelStats) -> KernelFigures {
     KernelFigures {
@@ -126,6 +181,26 @@ fn hist(buckets: &[(u64, u64, u64)], per_us: u64) -> Hist {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals_between_reads_add_up_to_the_totals() {
+        let a = KernelStats {
+            latency_ns: vec![(1000, 10, 3), (5000, 50, 1)],
+            retransmits: 2,
+            registered: 4,
+            ..Default::default()
+        };
+        let b = KernelStats {
+            latency_ns: vec![(1000, 10, 5), (2000, 20, 7), (5000, 50, 1)],
+            retransmits: 3,
+            registered: 4,
+            ..Default::default()
+        };
+        let d = since(&a, &b);
+        assert_eq!(d.latency_ns, [(1000, 10, 2), (2000, 20, 7)]);
+        assert_eq!((d.retransmits, d.registered), (1, 0));
+        assert_eq!(since(&KernelStats::default(), &a), a);
+    }
     use generator_ebpf::{bucket_bounds, bucket_of};
 
     /// Values through the kernel's bucket layout and back land within 0.3% (+1 µs for the

@@ -8,6 +8,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+/// Why the kernel probes cannot load in this environment, or `None` when they can.
+pub fn probes_unavailable() -> Option<String> {
+    generator_ebpf::Probes::load(std::process::id())
+        .err()
+        .map(|e| e.to_string())
+}
+
 /// The driver a run reports: the binary honours `GEN_IO` (CI runs the integration tests
 /// once with the default and once with `GEN_IO=epoll`).
 pub fn expected_driver() -> &'static str {
