@@ -284,17 +284,7 @@ fn twenty_workers_survive_losing_two() {
 /// `npm install --prefix generator/tests/ui` (all done by `cargo xtask ci`).
 #[test]
 fn ui_starts_watches_and_stops_a_run() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    let have_node = Command::new("node").arg("--version").output().is_ok();
-    let have_pw = dir.join("node_modules/playwright-core").exists();
-    let (Some(chromium), true, true) = (chromium, have_node, have_pw) else {
-        eprintln!(
-            "skipping: needs chromium ({chromium:?}), node ({have_node}) and playwright-core \
-             ({have_pw}; npm install --prefix generator/tests/ui)"
-        );
+    let Some((chromium, dir)) = common::browser() else {
         return;
     };
     let app = Webapp::start(&[]);

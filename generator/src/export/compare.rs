@@ -7,8 +7,9 @@
 //! - achieved rate: a drop of more than `--max-rate-decrease` (relative);
 //! - latency percentiles: an increase of more than the relative limit (`--tolerance` for the
 //!   body, p50 .. p95; `--max-p99-increase` for the tail, p99 and p99.9) **and** more than
-//!   `--min-latency-change` in absolute terms, because a few hundred microseconds of
-//!   scheduler noise on a sub-millisecond service are large percentages and no regression;
+//!   the noise floor in absolute terms (`--min-latency-change`, raised to the generator's own
+//!   schedule lag p99 when that is larger), because a few hundred microseconds of scheduler
+//!   noise on a sub-millisecond service are large percentages and no regression;
 //! - error and dropped ratios: an increase of more than `--max-error-increase` percentage
 //!   points (relative changes of tiny ratios mean nothing: 0.01% -> 0.02% is "+100%");
 //! - a percentile is judged only when both runs have at least [`MIN_TAIL_SAMPLES`] samples
@@ -135,8 +136,8 @@ impl Row {
 /// How a row is judged.
 #[derive(Debug, Clone, Copy)]
 enum Rule {
-    /// Latency: worse when higher by more than `rel` and by more than the absolute floor.
-    Latency { rel: f64 },
+    /// Latency: worse when higher by more than `rel` and by more than `floor_us`.
+    Latency { rel: f64, floor_us: f64 },
     /// Rate: worse when lower by more than `rel`.
     Rate { rel: f64 },
     /// Ratio: worse when higher by more than `abs` (a fraction).
@@ -149,6 +150,9 @@ enum Rule {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
     pub tolerances: Tolerances,
+    /// Latency changes at or below this (µs) count as noise: `--min-latency-change`, or the
+    /// generator's own schedule lag p99 in either run when that is larger.
+    pub noise_floor_us: f64,
     pub rows: Vec<Row>,
     /// Facts that make the comparison doubtful (a generator-bound run, different loads).
     pub notes: Vec<String>,
@@ -177,6 +181,7 @@ impl Comparison {
             "old": old,
             "new": new,
             "tolerances": self.tolerances,
+            "noise_floor_us": self.noise_floor_us,
             "rows": self.rows,
             "notes": self.notes,
             "regressions": self.regressions().map(Row::label).collect::<Vec<_>>(),
@@ -306,12 +311,23 @@ const NAME_PERCENTILES: [(&str, &str, f64); 4] = [
 
 /// Compares two run reports. Figures missing from either report give `info` rows.
 pub fn compare(old: &Value, new: &Value, tol: &Tolerances) -> Comparison {
+    let mut notes = notes(old, new);
+    // A change smaller than the generator's own lateness may be the generator's doing.
+    let lag = |v: &Value| num(v, "/latency/schedule_lag/p99_us").unwrap_or(0.0);
+    let worst_lag = lag(old).max(lag(new));
+    let floor = tol.min_latency_change_us.max(worst_lag);
+    if worst_lag > tol.min_latency_change_us {
+        notes.push(format!(
+            "latency changes up to {} count as noise: the generator's own schedule lag p99 \
+             reached that (a busy machine?)",
+            super::fmt_duration_us(worst_lag)
+        ));
+    }
     let mut rows = Vec::new();
     let rate_rule = Rule::Rate {
         rel: tol.max_rate_decrease,
     };
     rows.push(row(
-        tol,
         None,
         "achieved rate",
         Unit::Rate,
@@ -327,13 +343,12 @@ pub fn compare(old: &Value, new: &Value, tol: &Tolerances) -> Comparison {
         for (key, p, q) in PERCENTILES {
             let pointer = format!("/latency/{hist}/{key}");
             rows.push(row(
-                tol,
                 None,
                 &format!("{label} {p}"),
                 Unit::Micros,
                 num(old, &pointer),
                 num(new, &pointer),
-                latency_rule(tol, q, counts),
+                latency_rule(tol, floor, q, counts),
             ));
         }
     }
@@ -341,7 +356,6 @@ pub fn compare(old: &Value, new: &Value, tol: &Tolerances) -> Comparison {
         abs: tol.max_error_increase,
     };
     rows.push(row(
-        tol,
         None,
         "errors",
         Unit::Ratio,
@@ -350,7 +364,6 @@ pub fn compare(old: &Value, new: &Value, tol: &Tolerances) -> Comparison {
         ratio,
     ));
     rows.push(row(
-        tol,
         None,
         "dropped",
         Unit::Ratio,
@@ -358,17 +371,18 @@ pub fn compare(old: &Value, new: &Value, tol: &Tolerances) -> Comparison {
         dropped_ratio(new),
         ratio,
     ));
-    rows.extend(name_rows(old, new, tol));
+    rows.extend(name_rows(old, new, tol, floor));
     Comparison {
         tolerances: *tol,
+        noise_floor_us: floor,
         rows,
-        notes: notes(old, new),
+        notes,
     }
 }
 
 /// Per request name, for the names both runs have (the `Aggregated` row repeats the whole
 /// run's figures, compared above).
-fn name_rows(old: &Value, new: &Value, tol: &Tolerances) -> Vec<Row> {
+fn name_rows(old: &Value, new: &Value, tol: &Tolerances, floor: f64) -> Vec<Row> {
     let endpoints = |v: &Value| -> Vec<Value> {
         v.get("endpoints")
             .and_then(Value::as_array)
@@ -394,13 +408,12 @@ fn name_rows(old: &Value, new: &Value, tol: &Tolerances) -> Vec<Row> {
         for (key, p, q) in NAME_PERCENTILES {
             let pointer = format!("/{key}");
             rows.push(row(
-                tol,
                 name.clone(),
                 p,
                 Unit::Micros,
                 num(o, &pointer),
                 num(n, &pointer),
-                latency_rule(tol, q, counts),
+                latency_rule(tol, floor, q, counts),
             ));
         }
         let failures = |e: &Value| {
@@ -412,7 +425,6 @@ fn name_rows(old: &Value, new: &Value, tol: &Tolerances) -> Vec<Row> {
             })
         };
         rows.push(row(
-            tol,
             name.clone(),
             "failures",
             Unit::Ratio,
@@ -423,7 +435,6 @@ fn name_rows(old: &Value, new: &Value, tol: &Tolerances) -> Vec<Row> {
             },
         ));
         rows.push(row(
-            tol,
             name,
             "rate",
             Unit::Rate,
@@ -436,7 +447,12 @@ fn name_rows(old: &Value, new: &Value, tol: &Tolerances) -> Vec<Row> {
 }
 
 /// The rule of a percentile `q` given both runs' sample counts.
-fn latency_rule(tol: &Tolerances, q: f64, (old, new): (Option<f64>, Option<f64>)) -> Rule {
+fn latency_rule(
+    tol: &Tolerances,
+    floor_us: f64,
+    q: f64,
+    (old, new): (Option<f64>, Option<f64>),
+) -> Rule {
     if q >= 1.0 {
         return Rule::Info("one sample");
     }
@@ -451,11 +467,11 @@ fn latency_rule(tol: &Tolerances, q: f64, (old, new): (Option<f64>, Option<f64>)
         } else {
             tol.tolerance
         },
+        floor_us,
     }
 }
 
 fn row(
-    tol: &Tolerances,
     name: Option<String>,
     metric: &str,
     unit: Unit,
@@ -471,12 +487,12 @@ fn row(
     let (verdict, limit, why) = match (old.zip(new), rule) {
         (None, _) => (Verdict::Info, None, Some("missing in a run")),
         (_, Rule::Info(why)) => (Verdict::Info, None, Some(why)),
-        (Some((o, n)), Rule::Latency { rel }) => {
-            let worse = n > o * (1.0 + rel) && n - o > tol.min_latency_change_us;
+        (Some((o, n)), Rule::Latency { rel, floor_us }) => {
+            let worse = n > o * (1.0 + rel) && n - o > floor_us;
             let limit = format!(
                 "+{} and +{}",
                 fmt_pct(rel),
-                super::fmt_duration_us(tol.min_latency_change_us)
+                super::fmt_duration_us(floor_us)
             );
             (judged(worse), Some(limit), None)
         }
@@ -616,6 +632,25 @@ mod tests {
         // Faster is never a regression.
         let c = compare(&old, &report(100_000, 1000.0, 0.2, 0), &strict);
         assert_eq!(c.exit_code(), 0);
+    }
+
+    #[test]
+    fn the_generators_own_lag_raises_the_noise_floor() {
+        let old = report(100_000, 1000.0, 1.0, 0);
+        let mut new = report(100_000, 1000.0, 1.5, 0);
+        // p99 4ms -> 6ms fails with the 1ms floor ...
+        assert_eq!(
+            verdict(&compare(&old, &new, &Tolerances::default()), "response p99"),
+            Verdict::Regression
+        );
+        // ... but not when gen itself was 3ms late at p99 in one of the runs.
+        new["latency"]["schedule_lag"] = json!({"count": 100_000, "p99_us": 3_000});
+        let c = compare(&old, &new, &Tolerances::default());
+        assert_eq!(verdict(&c, "response p99"), Verdict::Pass);
+        assert_eq!(c.noise_floor_us, 3_000.0);
+        assert!(c.notes.iter().any(|n| n.contains("up to 3.00ms count as noise")));
+        // p99.9 8ms -> 12ms is still over it.
+        assert_eq!(verdict(&c, "response p99.9"), Verdict::Regression);
     }
 
     #[test]

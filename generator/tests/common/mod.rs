@@ -266,3 +266,26 @@ pub fn assert_schema_valid(doc: &serde_json::Value) {
         assert!(!v.is_valid(&broken));
     }
 }
+
+/// Headless Chromium driven by playwright-core from `generator/tests/ui`: the browser path and
+/// that directory, or `None` with the reason printed (`cargo xtask ci` installs chromium,
+/// node and `npm install --prefix generator/tests/ui`).
+pub fn browser() -> Option<(PathBuf, PathBuf)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    let have_node = Command::new("node").arg("--version").output().is_ok();
+    let have_pw = dir.join("node_modules/playwright-core").exists();
+    match (chromium, have_node, have_pw) {
+        (Some(chromium), true, true) => Some((chromium, dir)),
+        (chromium, _, _) => {
+            eprintln!(
+                "skipping: needs chromium ({chromium:?}), node ({have_node}) and playwright-core \
+                 ({have_pw}; npm install --prefix generator/tests/ui)"
+            );
+            None
+        }
+    }
+}

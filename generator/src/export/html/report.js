@@ -134,12 +134,14 @@
       svg.append(svgEl("text", { x: W - 8, y: T + ph / 2, "text-anchor": "middle",
         transform: `rotate(90 ${W - 8} ${T + ph / 2})` }, opts.y2.label));
     }
-    for (const m of opts.marks || []) {
-      if (!isNum(m.x)) continue;
+    (opts.marks || []).forEach((m, i) => {
+      if (!isNum(m.x)) return;
       svg.append(svgEl("line", { x1: X(m.x), x2: X(m.x), y1: T, y2: T + ph, stroke: m.color,
         "stroke-width": 1.5, "stroke-dasharray": "5 4", class: "mark" }));
-      svg.append(svgEl("text", { x: X(m.x) + 4, y: T + 12, style: `fill:${m.color}` }, m.label));
-    }
+      // Labels stacked, so two close marks stay readable.
+      svg.append(svgEl("text", { x: X(m.x) + 4, y: T + 12 + 14 * i, style: `fill:${m.color}` },
+        m.label));
+    });
     const legend = el("div", { class: "note" });
     series.forEach((s, i) => {
       const color = s.color || COLORS[i % COLORS.length];
@@ -396,7 +398,7 @@
       String(i + 1), fmtRate(s.rate), fmtRate(s.achieved), fmtUs(msToUs(s.p50_ms)), fmtUs(msToUs(s.p99_ms)),
       fmtUs(msToUs(s.p999_ms)), fmtPct(s.error_ratio, 3), fmtNum(s.dropped), fmtUs(msToUs(s.lag_p99_ms)),
       verdictCell(s.pass, s.pass ? "pass" : "FAIL" + (s.reason ? `: ${s.reason}` : "")),
-      s.detail || ""]))));
+      el("td", { class: "text" }, s.detail || "")]))));
     const first = steps.find((s) => s.report && s.report.run);
     if (first) page.append(section("Environment (first step)", environment(first.report)));
     else page.append(el("p", { class: "note" }, `gen ${(doc.gen && doc.gen.version) || ""}`));
