@@ -9,9 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::config::RunConfig;
-use crate::export::{
-    progress_line, write_files, Report, EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED,
-};
+use crate::export::{progress_line, write_files, Report, EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED};
 
 /// gen: an accurate, open-loop HTTP load generator.
 ///

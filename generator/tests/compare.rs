@@ -41,7 +41,11 @@ fn compare(args: &[&Path], extra: &[&str]) -> Output {
 #[test]
 fn same_server_passes_and_a_slower_one_regresses() {
     let dir = out_dir();
-    let (a, b, slow) = (dir.join("a.json"), dir.join("b.json"), dir.join("slow.json"));
+    let (a, b, slow) = (
+        dir.join("a.json"),
+        dir.join("b.json"),
+        dir.join("slow.json"),
+    );
     {
         let app = Webapp::start(&[]);
         run(&app, &a);
@@ -65,7 +69,10 @@ fn same_server_passes_and_a_slower_one_regresses() {
         .find(|l| l.trim_start().starts_with("response p99 "))
         .unwrap_or_else(|| panic!("no p99 row in {text}"));
     assert!(p99.ends_with("REGRESSION"), "{p99}");
-    assert!(text.contains("REGRESSION in") && text.contains("response p99"), "{text}");
+    assert!(
+        text.contains("REGRESSION in") && text.contains("response p99"),
+        "{text}"
+    );
 
     let o = compare(&[&a, &slow], &["--json"]);
     assert_eq!(o.status.code(), Some(3));

@@ -93,7 +93,10 @@ fn html_report_of_a_scenario_run() {
     common::assert_schema_valid(&report);
     assert_eq!(report["endpoints"][1]["name"], HOSTILE_NAME);
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(!page.contains("window.pwned=1</script>"), "name not escaped");
+    assert!(
+        !page.contains("window.pwned=1</script>"),
+        "name not escaped"
+    );
     check_in_browser(
         &html,
         &dir.join("run.png"),
@@ -128,7 +131,11 @@ fn gen_report_renders_a_capacity_result() {
         .arg(&fixture)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     check_in_browser(
         &html,
         &dir.join("capacity.png"),
@@ -178,8 +185,22 @@ fn coordinator_headless_run_writes_json_and_html() {
     let dir = out_dir("cluster");
     let (json, html) = (dir.join("cluster.json"), dir.join("cluster.html"));
     let mut coord = Command::new(gen_bin())
-        .args(["coordinator", "--listen", "127.0.0.1:0", "--expect-workers", "1"])
-        .args(["--wait", "30s", "--rate", "200", "--duration", "2s", "--quiet"])
+        .args([
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--expect-workers",
+            "1",
+        ])
+        .args([
+            "--wait",
+            "30s",
+            "--rate",
+            "200",
+            "--duration",
+            "2s",
+            "--quiet",
+        ])
         .args(["--threshold", "errors<1%", "--target", &app.url("/")])
         .arg("--output")
         .arg(&json)

@@ -387,7 +387,10 @@ async fn headless(
         return EXIT_RUN_FAILED;
     }
     if cfg.json {
-        println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
     } else {
         print!("{}", report.to_text(cfg.latency));
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::Value;
 
-use super::compare::{self, parse_pp, parse_percent, Tolerances};
+use super::compare::{self, parse_percent, parse_pp, Tolerances};
 use super::html::{self, Kind};
 use super::{write_files, EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED};
 use crate::cli::{parse_duration, parse_or_exit_code};
@@ -166,7 +166,10 @@ pub fn compare_main(argv: Vec<String>) -> i32 {
         }
     };
     let c = compare::compare(&old, &new, &args.tolerances());
-    let (o, n) = (args.old.display().to_string(), args.new.display().to_string());
+    let (o, n) = (
+        args.old.display().to_string(),
+        args.new.display().to_string(),
+    );
     if args.json {
         let doc = c.to_json(&o, &n);
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -216,8 +219,13 @@ mod tests {
             (t.tolerance, t.max_p99_increase, t.max_rate_decrease),
             (0.03, 0.2, 0.01)
         );
-        assert_eq!((t.max_error_increase, t.min_latency_change_us), (0.005, 0.0));
-        assert!(CompareArgs::try_parse_from(["gen compare", "a", "b", "--tolerance", "5"]).is_err());
+        assert_eq!(
+            (t.max_error_increase, t.min_latency_change_us),
+            (0.005, 0.0)
+        );
+        assert!(
+            CompareArgs::try_parse_from(["gen compare", "a", "b", "--tolerance", "5"]).is_err()
+        );
     }
 
     #[test]
@@ -233,7 +241,11 @@ mod tests {
             (&broken, &good),
             (&good, &capacity),
         ] {
-            assert_eq!(compare_main(vec![s(a), s(b)]), EXIT_BAD_INPUT, "{a:?} {b:?}");
+            assert_eq!(
+                compare_main(vec![s(a), s(b)]),
+                EXIT_BAD_INPUT,
+                "{a:?} {b:?}"
+            );
         }
         assert_eq!(compare_main(vec![s(&good)]), EXIT_BAD_INPUT);
         assert_eq!(compare_main(vec![s(&good), s(&good)]), EXIT_OK);
@@ -248,9 +260,18 @@ mod tests {
                 EXIT_BAD_INPUT
             );
         }
-        assert_eq!(report_main(vec![s(&good)]), EXIT_BAD_INPUT, "--html is required");
-        assert_eq!(report_main(vec!["--html".into(), s(&out), s(&capacity)]), EXIT_OK);
-        assert!(std::fs::read_to_string(&out).unwrap().contains("gen capacity report"));
+        assert_eq!(
+            report_main(vec![s(&good)]),
+            EXIT_BAD_INPUT,
+            "--html is required"
+        );
+        assert_eq!(
+            report_main(vec!["--html".into(), s(&out), s(&capacity)]),
+            EXIT_OK
+        );
+        assert!(std::fs::read_to_string(&out)
+            .unwrap()
+            .contains("gen capacity report"));
         let unwritable = std::env::temp_dir().join("gen-cmd-test-no-dir/x/out.html");
         assert_eq!(
             report_main(vec!["--html".into(), s(&unwritable), s(&good)]),
@@ -262,7 +283,10 @@ mod tests {
     fn load_errors_name_the_file() {
         let other = temp("other.json", "[1]");
         let e = load(&other).unwrap_err().to_string();
-        assert!(e.starts_with(&s(&other)) && e.contains("not a gen report"), "{e}");
+        assert!(
+            e.starts_with(&s(&other)) && e.contains("not a gen report"),
+            "{e}"
+        );
         let missing = Path::new("/nonexistent/gen/run.json");
         let e = load(missing).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/gen/run.json"), "{e}");

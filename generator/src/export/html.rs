@@ -135,7 +135,9 @@ mod tests {
             .find("<script type=\"application/json\" id=\"gen-data\">")
             .expect("data tag")
             + "<script type=\"application/json\" id=\"gen-data\">".len();
-        let len = page[start..].find("</script>").expect("end of the data tag");
+        let len = page[start..]
+            .find("</script>")
+            .expect("end of the data tag");
         &page[start..start + len]
     }
 
@@ -172,7 +174,15 @@ mod tests {
         // (The target URL shows in the title: leave it out here.)
         let page = render(&json!({"schema_version": 1, "run": {}}));
         let outside = page.replace(embedded(&page), "");
-        for needle in ["src=", "href=", "<link", "@import", "url(", "fetch(", "XMLHttpRequest"] {
+        for needle in [
+            "src=",
+            "href=",
+            "<link",
+            "@import",
+            "url(",
+            "fetch(",
+            "XMLHttpRequest",
+        ] {
             assert!(!outside.contains(needle), "the page references {needle}");
         }
         // The one URL outside the data is the SVG namespace, a name rather than an address.
@@ -192,6 +202,7 @@ mod tests {
         assert!(kind(&json!([1, 2])).is_err());
         assert!(kind(&json!({"run": {}})).is_err());
         assert!(kind(&json!({"name": "package.json"})).is_err());
-        assert!(render(&json!({"capacity": {"steps": []}})).contains("<title>gen capacity report</title>"));
+        assert!(render(&json!({"capacity": {"steps": []}}))
+            .contains("<title>gen capacity report</title>"));
     }
 }

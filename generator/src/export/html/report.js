@@ -229,7 +229,8 @@
     if (!pts.length) return el("p", { class: "note" }, "This run recorded no time series.");
     const t = (p) => p.t_s;
     const per = (n, p) => (p.duration_s > 0 ? n / p.duration_s : null);
-    const x = { label: "seconds into the measured window", fmt: (v) => fixed(v, 0), fit: true };
+    // Short runs get fractional ticks (0.2 s steps): keep a decimal for them.
+    const x = { label: "seconds into the measured window", fmt: (v) => fixed(v, 1), fit: true };
     const target = r.throughput && r.throughput.target_rate;
     const rate = [{ name: "achieved req/s", pts: pts.map((p) => [t(p), p.rate]) }];
     if (isNum(target)) {
