@@ -207,7 +207,11 @@ impl Comparison {
             let value = |v: Option<f64>| v.map_or("-".to_owned(), |v| fmt_value(r.unit, v));
             let delta = r.delta.map_or("-".to_owned(), |d| {
                 let sign = if d >= 0.0 { "+" } else { "-" };
-                format!("{sign}{}", fmt_value(r.unit, d.abs()))
+                match r.unit {
+                    // A change of a ratio is in percentage points.
+                    Unit::Ratio => format!("{sign}{:.3}pp", d.abs() * 100.0),
+                    unit => format!("{sign}{}", fmt_value(unit, d.abs())),
+                }
             });
             let pct = r.delta_pct.map_or("-".to_owned(), |p| format!("{p:+.1}%"));
             let verdict = match r.verdict {
@@ -226,8 +230,11 @@ impl Comparison {
                 r.limit.as_deref().unwrap_or("-"),
             );
         }
+        if !self.notes.is_empty() {
+            out.push('\n');
+        }
         for n in &self.notes {
-            let _ = writeln!(out, "\n  note: {n}");
+            let _ = writeln!(out, "  note: {n}");
         }
         let bad: Vec<String> = self.regressions().map(Row::label).collect();
         if bad.is_empty() {
@@ -317,17 +324,8 @@ pub fn compare(old: &Value, new: &Value, tol: &Tolerances) -> Comparison {
         (lag(new) - lag(old)).abs()
     };
     let floor = |key: &str| tol.min_latency_change_us.max(lag_change(key));
-    let widest = PERCENTILES
-        .iter()
-        .map(|(key, _, q)| if *q < 1.0 { lag_change(key) } else { 0.0 })
-        .fold(0.0, f64::max);
-    if widest > tol.min_latency_change_us {
-        notes.push(format!(
-            "gen's own schedule lag changed by up to {} between the runs (a busy machine?); \
-             response-time limits allow for that",
-            super::fmt_duration_us(widest)
-        ));
-    }
+    // The widest floor of a judged response-time row, for the note.
+    let mut widest = tol.min_latency_change_us;
     let mut rows = Vec::new();
     let rate_rule = Rule::Rate {
         rel: tol.max_rate_decrease,
@@ -352,14 +350,18 @@ pub fn compare(old: &Value, new: &Value, tol: &Tolerances) -> Comparison {
             } else {
                 tol.min_latency_change_us
             };
-            rows.push(row(
+            let r = row(
                 None,
                 &format!("{label} {p}"),
                 Unit::Micros,
                 num(old, &pointer),
                 num(new, &pointer),
                 latency_rule(tol, floor_us, q, counts),
-            ));
+            );
+            if r.verdict != Verdict::Info {
+                widest = widest.max(floor_us);
+            }
+            rows.push(r);
         }
     }
     let ratio = Rule::Ratio {
@@ -381,6 +383,13 @@ pub fn compare(old: &Value, new: &Value, tol: &Tolerances) -> Comparison {
         dropped_ratio(new),
         ratio,
     ));
+    if widest > tol.min_latency_change_us {
+        notes.push(format!(
+            "gen's own schedule lag changed by up to {} between the runs (a busy machine?); \
+             response-time limits allow for that",
+            super::fmt_duration_us(widest)
+        ));
+    }
     rows.extend(name_rows(old, new, tol, &floor));
     Comparison {
         tolerances: *tol,
@@ -554,12 +563,11 @@ fn notes(old: &Value, new: &Value) -> Vec<String> {
     if !same("/run/mode") || !same("/run/target_rate") {
         let load = |v: &Value| match num(v, "/run/target_rate") {
             Some(r) => format!("open at {r} req/s"),
-            None => format!(
-                "{}",
-                v.pointer("/run/mode")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown")
-            ),
+            None => v
+                .pointer("/run/mode")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_owned(),
         };
         out.push(format!(
             "the runs offered different loads ({} vs {}): rates and latencies are not like for like",
