@@ -284,7 +284,7 @@ fn twenty_workers_survive_losing_two() {
 /// `npm install --prefix generator/tests/ui` (all done by `cargo xtask ci`).
 #[test]
 fn ui_starts_watches_and_stops_a_run() {
-    let Some((chromium, dir)) = common::browser() else {
+    let Some(browser) = common::Browser::find() else {
         return;
     };
     let app = Webapp::start(&[]);
@@ -292,21 +292,12 @@ fn ui_starts_watches_and_stops_a_run() {
     let _w: Vec<Worker> = (0..2)
         .map(|i| Worker::start(&coord.addr, &format!("ui{i}"), &["--listen", "127.0.0.1:0"]))
         .collect();
-    let out = Command::new("timeout")
-        .args(["120", "node", "ui_test.mjs"])
-        .arg(format!("http://{}/", coord.addr))
-        .arg(app.url("/"))
-        .env("CHROMIUM", chromium)
-        .current_dir(&dir)
-        .output()
-        .expect("running node");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    browser.run(
+        120,
+        "ui_test.mjs",
+        &[format!("http://{}/", coord.addr), app.url("/")],
+        "UI ok",
     );
-    assert!(out.status.success(), "{log}");
-    assert!(log.contains("UI ok"), "{log}");
     let st = coord.status();
     assert!(
         st["stats"][0]["requests"].as_u64().unwrap_or(0) > 600,

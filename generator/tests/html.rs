@@ -28,25 +28,12 @@ fn out_dir(name: &str) -> PathBuf {
 /// Opens the page in headless Chromium and checks `expect` (see html_test.mjs); skips, with
 /// the reason printed, where the browser is missing.
 fn check_in_browser(html: &Path, shot: &Path, expect: serde_json::Value) {
-    let Some((chromium, dir)) = common::browser() else {
+    let Some(browser) = common::Browser::find() else {
         return;
     };
-    let out = Command::new("timeout")
-        .args(["90", "node", "html_test.mjs"])
-        .arg(html)
-        .arg(shot)
-        .arg(expect.to_string())
-        .env("CHROMIUM", chromium)
-        .current_dir(&dir)
-        .output()
-        .expect("running node");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{log}");
-    assert!(log.contains("HTML ok"), "{log}");
+    let expect = expect.to_string();
+    let args = [html.as_os_str(), shot.as_os_str(), expect.as_ref()];
+    browser.run(90, "html_test.mjs", &args, "HTML ok");
     let png = std::fs::metadata(shot).expect("screenshot written").len();
     assert!(png > 20_000, "screenshot of {png} bytes");
 }
