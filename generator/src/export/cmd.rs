@@ -18,7 +18,12 @@ use crate::cli::{parse_duration, parse_or_exit_code};
 /// Renders a saved report JSON (a run, a coordinator run or a capacity search) as a
 /// self-contained HTML page.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "gen report", version, about, max_term_width = 100)]
+#[command(
+    name = "gen report",
+    version,
+    max_term_width = 100,
+    after_help = "Exit codes: 0 written, 1 the HTML file could not be written, 2 bad input. See docs/html-report.md."
+)]
 pub struct ReportArgs {
     /// Write the HTML report to this file.
     #[arg(long, value_name = "FILE")]
@@ -32,7 +37,12 @@ pub struct ReportArgs {
 /// Compares two run reports and exits 3 when the new one is worse than the limits allow.
 /// Defaults suit runs on a shared machine; see docs/compare.md for the reasoning.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "gen compare", version, about, max_term_width = 100)]
+#[command(
+    name = "gen compare",
+    version,
+    max_term_width = 100,
+    after_help = "Exit codes: 0 within the limits, 2 bad input, 3 a regression. See docs/compare.md."
+)]
 pub struct CompareArgs {
     /// The baseline run report (JSON).
     #[arg(value_name = "OLD.json")]

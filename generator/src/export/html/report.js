@@ -168,6 +168,7 @@
       legend.append(el("span", { style: `color:${color};margin-right:14px` },
         (s.dash ? "╌╌ " : "━━ ") + s.name));
     });
+    if (!series.length) legend.append("no data in this run");
     return el("figure", { id: opts.id }, el("figcaption", {}, opts.title), svg, legend);
   }
 
