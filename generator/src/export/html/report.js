@@ -69,8 +69,9 @@
     const vs = values.filter((v) => isNum(v) && (!log || v > 0));
     if (opts.min !== undefined) vs.push(opts.min);
     if (opts.max !== undefined) vs.push(opts.max);
-    let lo = vs.length ? Math.min(...vs) : 0;
-    let hi = vs.length ? Math.max(...vs) : 1;
+    // reduce, not Math.min(...vs): a day-long series is more arguments than a call takes.
+    let lo = vs.length ? vs.reduce((a, b) => Math.min(a, b)) : 0;
+    let hi = vs.length ? vs.reduce((a, b) => Math.max(a, b)) : 1;
     if (log) {
       if (!vs.length) { lo = 1; hi = 10; }
       lo = Math.pow(10, Math.floor(Math.log10(lo)));
