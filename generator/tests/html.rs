@@ -38,6 +38,16 @@ fn check_in_browser(html: &Path, shot: &Path, expect: serde_json::Value) {
     assert!(png > 20_000, "screenshot of {png} bytes");
 }
 
+/// `gen report --html HTML INPUT`.
+fn gen_report(html: &Path, input: &Path) -> std::process::Output {
+    Command::new(gen_bin())
+        .args(["report", "--html"])
+        .arg(html)
+        .arg(input)
+        .output()
+        .unwrap()
+}
+
 fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -96,13 +106,8 @@ fn html_report_of_a_scenario_run() {
     );
     // The saved JSON renders the same page later.
     let again = dir.join("again.html");
-    let st = Command::new(gen_bin())
-        .args(["report", "--html"])
-        .arg(&again)
-        .arg(&json)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let out = gen_report(&again, &json);
+    assert!(out.status.success());
     let again = std::fs::read_to_string(&again).unwrap();
     assert_eq!(again.len(), page.len(), "gen report differs from --html");
 }
@@ -112,12 +117,7 @@ fn gen_report_renders_a_capacity_result() {
     let dir = out_dir("capacity");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/capacity.json");
     let html = dir.join("capacity.html");
-    let out = Command::new(gen_bin())
-        .args(["report", "--html"])
-        .arg(&html)
-        .arg(&fixture)
-        .output()
-        .unwrap();
+    let out = gen_report(&html, &fixture);
     assert!(
         out.status.success(),
         "{}",
@@ -142,12 +142,7 @@ fn gen_report_refuses_what_is_not_a_report() {
     std::fs::write(&not_report, r#"{"name": "x", "run": 1}"#).unwrap();
     let missing = dir.join("missing.json");
     for input in [&not_report, &missing] {
-        let out = Command::new(gen_bin())
-            .args(["report", "--html"])
-            .arg(dir.join("x.html"))
-            .arg(input)
-            .output()
-            .unwrap();
+        let out = gen_report(&dir.join("x.html"), input);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");

@@ -4,17 +4,13 @@
 // Usage: node html_test.mjs REPORT.html SCREENSHOT.png EXPECT_JSON  (CHROMIUM = browser path)
 // EXPECT_JSON: {"charts": [figure ids], "rows": {table id: row count}, "cells": [texts that
 // must appear in some table cell], "badge": text the verdict must contain}
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 import { pathToFileURL } from "node:url";
 
 const [file, shot, expectJson] = process.argv.slice(2);
 const expect = JSON.parse(expectJson);
 const fail = (msg) => { console.error("HTML report test failed: " + msg); process.exit(1); };
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync"],
-});
+const browser = await launch();
 const timer = setTimeout(() => fail("timed out"), 60_000);
 try {
   const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
