@@ -1,6 +1,7 @@
 //! `gen compare` on real runs against sample-webapp: two runs against the same server pass
 //! with the default tolerances; a run against a server that adds 5 ms fails with exit 3 and
-//! names the p99 row.
+//! names the p99 row. On a machine loaded far beyond its cores the p99 of identical runs can
+//! still differ by more than the defaults allow (docs/compare.md).
 
 mod common;
 
@@ -18,10 +19,11 @@ fn out_dir() -> PathBuf {
     dir
 }
 
-/// 1,200 responses: enough above p99 (12) for it to be judged.
+/// 6,000 responses: 60 above p99, so the p99 of a run on a busy shared machine rests on more
+/// than a burst or two of scheduler stalls (1,200 responses were not enough here).
 fn run(app: &Webapp, out: &Path) {
     let o = Command::new(gen_bin())
-        .args(["--rate", "400", "--duration", "3s", "--quiet", "--output"])
+        .args(["--rate", "1000", "--duration", "6s", "--quiet", "--output"])
         .arg(out)
         .arg(app.url("/"))
         .output()
@@ -38,6 +40,34 @@ fn compare(args: &[&Path], extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Attempts at a verdict that the machine's noise can spoil; see [`noisy_retry`].
+const ATTEMPTS: usize = 3;
+
+/// Whether gen said it was itself the bottleneck in either run.
+fn generator_bound(paths: &[&Path]) -> bool {
+    paths.iter().any(|p| {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        v["generator_bound"] == true
+    })
+}
+
+/// Runs `attempt` until it returns `Ok`, at most [`ATTEMPTS`] times. A retry is allowed only
+/// when gen reported itself generator-bound in one of the `runs`: then the figures describe
+/// the loaded machine more than the server, and a different verdict is not a bug. Without
+/// that excuse the first failure fails the test.
+fn noisy_retry(runs: &[&Path], mut attempt: impl FnMut(usize) -> Result<(), String>) {
+    for i in 0..ATTEMPTS {
+        match attempt(i) {
+            Ok(()) => return,
+            Err(why) if i + 1 < ATTEMPTS && generator_bound(runs) => {
+                eprintln!("attempt {i} spoiled by a generator-bound run, retrying:\n{why}");
+            }
+            Err(why) => panic!("{why}"),
+        }
+    }
+}
+
 #[test]
 fn same_server_passes_and_a_slower_one_regresses() {
     let dir = out_dir();
@@ -46,33 +76,44 @@ fn same_server_passes_and_a_slower_one_regresses() {
         dir.join("b.json"),
         dir.join("slow.json"),
     );
-    {
-        let app = Webapp::start(&[]);
+    let app = Webapp::start(&[]);
+    noisy_retry(&[&a, &b], |_| {
         run(&app, &a);
         run(&app, &b);
-    }
-    {
-        let app = Webapp::start(&["--delay", "5ms"]);
+        let o = compare(&[&a, &b], &[]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        if o.status.code() == Some(0) && text.contains("Result: no regression") {
+            Ok(())
+        } else {
+            Err(format!("same server, exit {:?}:\n{text}", o.status.code()))
+        }
+    });
+    drop(app);
+
+    let app = Webapp::start(&["--delay", "5ms"]);
+    noisy_retry(&[&a, &slow], |_| {
         run(&app, &slow);
-    }
-
-    let o = compare(&[&a, &b], &[]);
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{text}");
-    assert!(text.contains("Result: no regression"), "{text}");
-
-    let o = compare(&[&a, &slow], &[]);
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(3), "{text}");
-    let p99 = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("response p99 "))
-        .unwrap_or_else(|| panic!("no p99 row in {text}"));
-    assert!(p99.ends_with("REGRESSION"), "{p99}");
-    assert!(
-        text.contains("REGRESSION in") && text.contains("response p99"),
-        "{text}"
-    );
+        let o = compare(&[&a, &slow], &[]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        // Every figure moved by 5 ms; a p99 row (response time, or service time, which has
+        // none of gen's own lateness in it) must say so, and the result must name it.
+        let p99_regressed = text.lines().any(|l| {
+            let l = l.trim_start();
+            (l.starts_with("response p99 ") || l.starts_with("service p99 "))
+                && l.ends_with("REGRESSION")
+        });
+        let result = text.lines().last().unwrap_or_default();
+        if o.status.code() == Some(3)
+            && p99_regressed
+            && result.starts_with("Result: REGRESSION in")
+            && result.contains(" p99")
+        {
+            Ok(())
+        } else {
+            Err(format!("5 ms slower, exit {:?}:\n{text}", o.status.code()))
+        }
+    });
+    drop(app);
 
     let o = compare(&[&a, &slow], &["--json"]);
     assert_eq!(o.status.code(), Some(3));
@@ -83,7 +124,11 @@ fn same_server_passes_and_a_slower_one_regresses() {
         .iter()
         .filter_map(|v| v.as_str())
         .collect();
-    assert!(regressed.contains(&"response p99"), "{regressed:?}");
+    assert!(
+        regressed.contains(&"response p99") || regressed.contains(&"service p99"),
+        "{regressed:?}"
+    );
+    assert!(regressed.contains(&"response p50"), "{regressed:?}");
     assert!(!regressed.contains(&"achieved rate"), "{regressed:?}");
 
     // The slower run compared the other way round is an improvement: exit 0.
