@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::config::RunConfig;
-use crate::export::{progress_line, Report, EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED};
+use crate::export::{progress_line, write_files, Report, EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED};
 
 /// gen: an accurate, open-loop HTTP load generator.
 ///
@@ -91,6 +91,10 @@ pub struct Args {
     /// Also write the JSON report to this file.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Also write a self-contained HTML report (charts, tables; works offline) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 
     /// Show the full latency percentile spectrum.
     #[arg(long)]
@@ -193,23 +197,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// `gen` itself: parse, run, report; returns the exit code.
 pub fn main() -> i32 {
-    let args = match Args::try_parse() {
+    let args = match parse_or_exit_code::<Args, _>(std::env::args_os()) {
         Ok(a) => a,
-        Err(e) => {
-            use clap::error::ErrorKind as K;
-            if matches!(
-                e.kind(),
-                K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                let _ = e.print();
-                return EXIT_OK;
-            }
-            // clap's own message, first line only: one clear line, the offending value in it.
-            let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("invalid arguments");
-            eprintln!("gen: {}", first.trim_start_matches("error: "));
-            return EXIT_BAD_INPUT;
-        }
+        Err(code) => return code,
     };
     let cfg = match RunConfig::from_args(&args) {
         Ok(c) => c,
@@ -219,6 +209,31 @@ pub fn main() -> i32 {
         }
     };
     run(&cfg)
+}
+
+/// Parses a command line (program name first). On `--help`/`--version` prints it and gives
+/// exit code 0; on bad input prints one line naming the bad value and gives 2.
+pub fn parse_or_exit_code<T, I>(argv: I) -> Result<T, i32>
+where
+    T: Parser,
+    I: IntoIterator,
+    I::Item: Into<std::ffi::OsString> + Clone,
+{
+    T::try_parse_from(argv).map_err(|e| {
+        use clap::error::ErrorKind as K;
+        if matches!(
+            e.kind(),
+            K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            let _ = e.print();
+            return EXIT_OK;
+        }
+        // clap's own message, first line only: one clear line, the offending value in it.
+        let msg = e.to_string();
+        let first = msg.lines().next().unwrap_or("invalid arguments");
+        eprintln!("gen: {}", first.trim_start_matches("error: "));
+        EXIT_BAD_INPUT
+    })
 }
 
 /// Run a resolved configuration, print the report, return the exit code.
@@ -284,12 +299,9 @@ pub fn run(cfg: &RunConfig) -> i32 {
             .map_or(Vec::new(), |s| s.names.clone()),
     );
     let json = report.to_json();
-    if let Some(path) = &cfg.output {
-        let text = serde_json::to_string_pretty(&json).unwrap_or_default();
-        if let Err(e) = std::fs::write(path, text + "\n") {
-            eprintln!("gen: cannot write report to {}: {e}", path.display());
-            return EXIT_RUN_FAILED;
-        }
+    if let Err(e) = write_files(&json, cfg.output.as_deref(), cfg.html.as_deref()) {
+        eprintln!("gen: {e}");
+        return EXIT_RUN_FAILED;
     }
     if cfg.json {
         println!(

@@ -63,6 +63,8 @@ pub struct RunConfig {
     pub resolution: Duration,
     pub json: bool,
     pub output: Option<PathBuf>,
+    /// `--html`: the self-contained HTML report.
+    pub html: Option<PathBuf>,
     pub latency: bool,
     pub progress: bool,
     /// `--probes`.
@@ -238,6 +240,7 @@ impl RunConfig {
             resolution: a.resolution,
             json: a.json,
             output: a.output.clone(),
+            html: a.html.clone(),
             latency: a.latency,
             progress: !a.quiet,
             probes: a.probes,

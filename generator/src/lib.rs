@@ -25,6 +25,8 @@ pub fn run() -> i32 {
     match sub.as_ref().and_then(|s| s.to_str()) {
         Some("coordinator") => cluster::cmd::coordinator_main(rest()),
         Some("worker") => cluster::cmd::worker_main(rest()),
+        Some("report") => export::cmd::report_main(rest()),
+        Some("compare") => export::cmd::compare_main(rest()),
         _ => cli::main(),
     }
 }

@@ -433,17 +433,7 @@ fn twenty_workers_survive_losing_two() {
 /// `npm install --prefix generator/tests/ui` (all done by `cargo xtask ci`).
 #[test]
 fn ui_starts_watches_and_stops_a_run() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    let have_node = Command::new("node").arg("--version").output().is_ok();
-    let have_pw = dir.join("node_modules/playwright-core").exists();
-    let (Some(chromium), true, true) = (chromium, have_node, have_pw) else {
-        eprintln!(
-            "skipping: needs chromium ({chromium:?}), node ({have_node}) and playwright-core \
-             ({have_pw}; npm install --prefix generator/tests/ui)"
-        );
+    let Some(browser) = common::Browser::find() else {
         return;
     };
     let app = Webapp::start(&[]);
@@ -451,21 +441,12 @@ fn ui_starts_watches_and_stops_a_run() {
     let _w: Vec<Worker> = (0..2)
         .map(|i| Worker::start(&coord.addr, &format!("ui{i}"), &["--listen", "127.0.0.1:0"]))
         .collect();
-    let out = Command::new("timeout")
-        .args(["120", "node", "ui_test.mjs"])
-        .arg(format!("http://{}/", coord.addr))
-        .arg(app.url("/"))
-        .env("CHROMIUM", chromium)
-        .current_dir(&dir)
-        .output()
-        .expect("running node");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    browser.run(
+        120,
+        "ui_test.mjs",
+        &[format!("http://{}/", coord.addr), app.url("/")],
+        "UI ok",
     );
-    assert!(out.status.success(), "{log}");
-    assert!(log.contains("UI ok"), "{log}");
     let st = coord.status();
     assert!(
         st["stats"][0]["requests"].as_u64().unwrap_or(0) > 600,

@@ -403,15 +403,33 @@ async fn headless(
             eprintln!("gen: cannot write {}: {e}", path.display());
         }
     }
+    let json = with_workers(report.to_json(), coord);
+    if let Err(e) = crate::export::write_files(&json, cfg.output.as_deref(), cfg.html.as_deref()) {
+        eprintln!("gen: {e}");
+        return EXIT_RUN_FAILED;
+    }
     if cfg.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
+            serde_json::to_string_pretty(&json).unwrap_or_default()
         );
     } else {
         print!("{}", report.to_text(cfg.latency));
     }
     report.exit_code()
+}
+
+/// The report JSON with the `cluster` object: the workers that ran it (name, threads).
+fn with_workers(mut json: serde_json::Value, coord: &Coordinator) -> serde_json::Value {
+    let st = coord.state();
+    let workers: Vec<serde_json::Value> = st
+        .live()
+        .map(|(name, w)| serde_json::json!({"name": name, "threads": w.threads}))
+        .collect();
+    if let Some(map) = json.as_object_mut() {
+        map.insert("cluster".into(), serde_json::json!({ "workers": workers }));
+    }
+    json
 }
 
 /// The merged report of the current run, as a single-node run would print it.

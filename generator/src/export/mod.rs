@@ -6,7 +6,10 @@
 //! keep up, latency and rate figures describe the generator, not the target, and the report
 //! says so loudly (see [`BoundReason`]).
 
+pub mod cmd;
+pub mod compare;
 pub(crate) mod endpoints;
+pub mod html;
 mod json;
 mod kernel;
 pub mod prometheus;
@@ -474,6 +477,25 @@ impl Report {
         }
         doc
     }
+}
+
+/// Writes the JSON report to `output` (`--output`) and the HTML report to `html` (`--html`)
+/// where asked; the error names the file that could not be written.
+pub fn write_files(
+    json: &serde_json::Value,
+    output: Option<&std::path::Path>,
+    html: Option<&std::path::Path>,
+) -> Result<(), String> {
+    if let Some(path) = output {
+        let text = serde_json::to_string_pretty(json).unwrap_or_default();
+        std::fs::write(path, text + "\n")
+            .map_err(|e| format!("cannot write report to {}: {e}", path.display()))?;
+    }
+    if let Some(path) = html {
+        std::fs::write(path, html::render(json))
+            .map_err(|e| format!("cannot write HTML report to {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The JSON schema version written as `schema_version`.

@@ -273,3 +273,59 @@ pub fn assert_schema_valid(doc: &serde_json::Value) {
         assert!(!v.is_valid(&broken));
     }
 }
+
+/// Headless Chromium driven by playwright-core from `generator/tests/ui`.
+pub struct Browser {
+    chromium: PathBuf,
+    dir: PathBuf,
+}
+
+impl Browser {
+    /// The browser, or `None` with the reason printed (`cargo xtask ci` installs chromium,
+    /// node and `npm install --prefix generator/tests/ui`).
+    pub fn find() -> Option<Browser> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
+        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists());
+        let have_node = Command::new("node").arg("--version").output().is_ok();
+        let have_pw = dir.join("node_modules/playwright-core").exists();
+        match (chromium, have_node, have_pw) {
+            (Some(chromium), true, true) => Some(Browser { chromium, dir }),
+            (chromium, _, _) => {
+                eprintln!(
+                    "skipping: needs chromium ({chromium:?}), node ({have_node}) and \
+                     playwright-core ({have_pw}; npm install --prefix generator/tests/ui)"
+                );
+                None
+            }
+        }
+    }
+
+    /// Runs `node SCRIPT ARGS` from tests/ui (bounded by `timeout_s`); asserts it succeeded
+    /// and printed `ok_marker`.
+    pub fn run<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        timeout_s: u32,
+        script: &str,
+        args: &[S],
+        ok_marker: &str,
+    ) {
+        let out = Command::new("timeout")
+            .arg(timeout_s.to_string())
+            .args(["node", script])
+            .args(args)
+            .env("CHROMIUM", &self.chromium)
+            .current_dir(&self.dir)
+            .output()
+            .expect("running node");
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{log}");
+        assert!(log.contains(ok_marker), "{log}");
+    }
+}

@@ -1,14 +1,10 @@
 // Drives the coordinator UI like a user: start a run, watch charts and tables update, stop it.
 // Usage: node ui_test.mjs COORDINATOR_URL TARGET_URL  (CHROMIUM = path of the browser)
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [coord, target] = process.argv.slice(2);
 const fail = (msg) => { console.error("UI test failed: " + msg); process.exit(1); };
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync"],
-});
+const browser = await launch();
 const timer = setTimeout(() => fail("timed out"), 90_000);
 try {
   const page = await browser.newPage();
