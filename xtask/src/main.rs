@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's own tasks, in Rust so they run wherever cargo does.
 //!
-//! - `demo`  builds gen and sample-webapp, starts the app on 127.0.0.1, runs a short
-//!   open-loop load against it and prints gen's report beside the server's own count.
+//! - `demo`  a local cluster: sample-webapp, a coordinator (UI on 127.0.0.1:8089) and
+//!   workers on 127.0.0.x running the seed scenario; `--headless` prints the merged report
+//!   (see `demo.rs`).
 //! - `ci`    everything CI checks: installs the Debian packages tests need when missing,
 //!   then fmt, clippy and the whole test suite (release build: timing tests need it).
 //! - `bench` whole-system comparison against peers (see `bench.rs`).
@@ -13,6 +14,7 @@
 
 mod bench;
 mod cluster_bench;
+mod demo;
 mod ebpf;
 mod fuzz;
 mod k8s;
@@ -26,7 +28,7 @@ use anyhow::{bail, Context, Result};
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("demo") => demo(&args[1..]),
+        Some("demo") => demo::main(&args[1..]),
         Some("ci") => ci(),
         Some("bench") => bench::main(&args[1..]),
         Some("bench-cluster") => cluster_bench::main(&args[1..]),
@@ -34,7 +36,7 @@ fn main() {
         Some("ebpf") => ebpf::main(&args[1..]),
         Some("fuzz") => fuzz::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo|ci|bench|bench-cluster|ebpf|fuzz|k8s> [args]\n\n  demo [--rate R] [--duration D]   run gen against sample-webapp\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  bench-cluster [--workers 20,200]   coordinator CPU with N simulated workers\n  k8s --target URL --image IMAGE [--workers N] [--overlay gke|local|job] [--out DIR]\n  k8s check                          every offline check of k8s/ (docs/kubernetes.md)\n  ebpf                               rebuild generator-ebpf/bpf/*.o with clang\n  fuzz [--time SECS] [TARGET...]     fuzz targets from their seed corpus (default 60 s each)");
+            eprintln!("usage: cargo xtask <demo|ci|bench|bench-cluster|ebpf|fuzz|k8s> [args]\n\n  demo [--headless] [--workers N] [--rate R] [--duration D]\n                                     local cluster: sample-webapp, coordinator (UI :8089), workers, seed scenario\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  bench-cluster [--workers 20,200]   coordinator CPU with N simulated workers\n  k8s --target URL --image IMAGE [--workers N] [--overlay gke|local|job] [--out DIR]\n  k8s check                          every offline check of k8s/ (docs/kubernetes.md)\n  ebpf                               rebuild generator-ebpf/bpf/*.o with clang\n  fuzz [--time SECS] [TARGET...]     fuzz targets from their seed corpus (default 60 s each)");
             std::process::exit(2);
         }
     };
@@ -45,55 +47,6 @@ fn main() {
 }
 
 /// Start sample-webapp, run gen against it, print both counts.
-fn demo(args: &[String]) -> Result<()> {
-    let mut rate = "2000".to_string();
-    let mut duration = "5s".to_string();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--rate" => rate = it.next().context("--rate needs a value")?.clone(),
-            "--duration" => duration = it.next().context("--duration needs a value")?.clone(),
-            other => bail!("unknown demo argument {other:?}"),
-        }
-    }
-    proc::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "generator",
-        "-p",
-        "sample-webapp",
-    ])?;
-    let bin = proc::target_dir()?.join("release");
-    let app = proc::Server::start(
-        Command::new(bin.join("sample-webapp")).args(["--listen", "127.0.0.1:0"]),
-        "listening on ",
-    )?;
-    let url = format!("http://{}/metrics?deviceid=demo", app.addr);
-    println!(
-        "sample-webapp on {}; running gen --rate {rate} --duration {duration} {url}\n",
-        app.addr
-    );
-    let status = Command::new(bin.join("gen"))
-        .args([
-            "--rate",
-            &rate,
-            "--duration",
-            &duration,
-            "--warmup",
-            "1s",
-            &url,
-        ])
-        .status()
-        .context("running gen")?;
-    let stats = proc::http_get(&app.addr, "/_stats")?;
-    println!("\nsample-webapp's own count (includes the warm-up): {stats}");
-    if !status.success() {
-        bail!("gen exited with {status}");
-    }
-    Ok(())
-}
-
 /// The README's test command: what CI runs.
 fn ci() -> Result<()> {
     install_test_deps()?;

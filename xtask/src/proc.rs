@@ -93,11 +93,18 @@ impl Drop for Server {
 
 /// GET `path` from `addr` over a fresh connection; returns the body.
 pub fn http_get(addr: &str, path: &str) -> Result<String> {
+    http(addr, "GET", path, "")
+}
+
+/// One request over a fresh connection (a JSON body when not empty); returns the body.
+pub fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<String> {
     let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
