@@ -36,7 +36,8 @@ pub struct Args {
     #[arg(short, long, value_name = "N")]
     pub connections: Option<usize>,
 
-    /// Worker threads, each pinned to one CPU. Default: one per CPU this process may use.
+    /// Worker threads, each pinned to one CPU. Default: one per CPU this process may use,
+    /// capped by its cgroup CPU quota (a container limited to 1 CPU runs 1 thread).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 

@@ -188,7 +188,7 @@ impl RunConfig {
             None => method,
         };
 
-        let cpus = crate::engine::allowed_cpus().len().max(1);
+        let cpus = crate::engine::default_threads();
         let mut threads = a.threads.unwrap_or(cpus);
         let peak = Plan {
             load: load.clone(),

@@ -345,3 +345,43 @@ fn queue_overflow_is_counted_as_dropped() {
         "drops flag the run"
     );
 }
+
+/// In a cgroup whose CPU quota is one CPU, the default is one thread (not one per visible
+/// CPU, which would be throttled). Needs a writable cgroup v1 `cpu` hierarchy (root).
+#[test]
+fn default_threads_follow_the_cgroup_cpu_quota() {
+    let root = std::path::Path::new("/sys/fs/cgroup/cpu");
+    let dir = root.join(format!("gen-quota-test-{}", std::process::id()));
+    if !root.join("cpu.cfs_quota_us").exists() || std::fs::create_dir(&dir).is_err() {
+        eprintln!(
+            "skipped: no writable cgroup v1 cpu hierarchy at {}",
+            root.display()
+        );
+        return;
+    }
+    let set = |f: &str, v: &str| std::fs::write(dir.join(f), v).unwrap();
+    set("cpu.cfs_period_us", "100000");
+    set("cpu.cfs_quota_us", "100000");
+    let app = Webapp::start(&[]);
+    let gen = gen_bin();
+    let procs = dir.join("cgroup.procs");
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            r#"echo $$ > "$0" && exec "$@""#,
+            procs.to_str().unwrap(),
+            gen.to_str().unwrap(),
+        ])
+        .args(["--rate", "200", "--duration", "1s", "--json", "--quiet"])
+        .arg(app.url("/"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["run"]["threads"], 1, "{}", r["run"]);
+}

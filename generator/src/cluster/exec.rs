@@ -50,7 +50,7 @@ impl EngineExecutor {
     pub fn new(metrics: Metrics, coordinator: &str) -> Self {
         use std::net::ToSocketAddrs;
         EngineExecutor {
-            threads: engine::allowed_cpus().len().max(1),
+            threads: engine::default_threads(),
             coordinator: coordinator
                 .to_socket_addrs()
                 .map_or(Vec::new(), |a| a.collect()),

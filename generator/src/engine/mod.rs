@@ -264,6 +264,14 @@ fn drive<D: Driver>(
     Ok((end, name))
 }
 
+/// Default worker threads: one per CPU this process may use, and no more than its CPU
+/// quota allows (a container limited to 2 CPUs on a 64-core node runs 2 threads, not 64
+/// throttled ones). The standard library reads the affinity mask and the cgroup v1/v2 quota.
+pub fn default_threads() -> usize {
+    let allowed = allowed_cpus().len().max(1);
+    std::thread::available_parallelism().map_or(allowed, |n| n.get().min(allowed))
+}
+
 /// CPUs this process may run on (respects `taskset` and cgroup cpusets).
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
