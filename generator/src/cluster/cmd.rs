@@ -80,8 +80,18 @@ pub struct WorkerArgs {
     pub journal: Option<std::path::PathBuf>,
 }
 
-/// Coordinator-only flags that take a value, removed before the rest goes to workers.
-const COORDINATOR_FLAGS: [&str; 5] = ["--listen", "--token", "--expect-workers", "--wait", "--csv"];
+/// Coordinator-only flags that take a value, removed before the rest goes to workers (the
+/// report files are the coordinator's: workers never write them).
+const COORDINATOR_FLAGS: &[&str] = &[
+    "--listen",
+    "--token",
+    "--expect-workers",
+    "--wait",
+    "--csv",
+    "--output",
+    "-o",
+    "--html",
+];
 
 /// The load flags of a coordinator command line, as workers must see them.
 pub fn forwarded_flags(argv: &[String]) -> Vec<String> {
@@ -492,6 +502,10 @@ mod tests {
             "--csv",
             "f.csv",
             "--wait=1m",
+            "--html",
+            "r.html",
+            "-o",
+            "r.json",
         ]
         .iter()
         .map(|s| s.to_string())
