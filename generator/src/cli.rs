@@ -221,20 +221,22 @@ pub fn main() -> i32 {
     run(&cfg)
 }
 
-/// Run a resolved configuration, print the report, return the exit code.
-pub fn run(cfg: &RunConfig) -> i32 {
+/// Run a resolved configuration and build its report (warnings and errors go to stderr as
+/// one line each); `Err` is the exit code of a run that could not produce one. `progress`:
+/// the live line on a terminal.
+pub fn measure(cfg: &RunConfig, progress: bool) -> Result<Report, i32> {
     // Kernel probes load before the connections open, so every socket is registered.
     let probes_off = match crate::probes::start(cfg.probes) {
         Ok(why) => why,
         Err(e) => {
             eprintln!("gen: {e}");
-            return EXIT_BAD_INPUT;
+            return Err(EXIT_BAD_INPUT);
         }
     };
     if let Some(why) = &probes_off {
         eprintln!("gen: kernel probes off: {why}");
     }
-    let live = cfg.progress && std::io::stderr().is_terminal();
+    let live = progress && std::io::stderr().is_terminal();
     let rate = cfg.plan.rate();
     if let Some(why) = &cfg.unresolved {
         eprintln!("gen: {why}; every connection attempt is counted as a connect error");
@@ -260,7 +262,7 @@ pub fn run(cfg: &RunConfig) -> i32 {
         Ok(o) => o,
         Err(e) => {
             eprintln!("gen: {e}");
-            return EXIT_RUN_FAILED;
+            return Err(EXIT_RUN_FAILED);
         }
     };
     if outcome.connected < cfg.connections && cfg.unresolved.is_none() {
@@ -269,7 +271,7 @@ pub fn run(cfg: &RunConfig) -> i32 {
             outcome.connected, cfg.connections
         );
     }
-    let report = Report::from_points(
+    Ok(Report::from_points(
         cfg.run_info(outcome.driver),
         &outcome.totals,
         outcome.series,
@@ -282,7 +284,15 @@ pub fn run(cfg: &RunConfig) -> i32 {
         cfg.scenario
             .as_ref()
             .map_or(Vec::new(), |s| s.names.clone()),
-    );
+    ))
+}
+
+/// Run a resolved configuration, print the report, return the exit code.
+pub fn run(cfg: &RunConfig) -> i32 {
+    let report = match measure(cfg, cfg.progress) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let json = report.to_json();
     if let Some(path) = &cfg.output {
         let text = serde_json::to_string_pretty(&json).unwrap_or_default();

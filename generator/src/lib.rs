@@ -3,9 +3,10 @@
 //! Data flow: `cli` (flags) -> `config` (a resolved [`config::RunConfig`]) -> `plan` (one
 //! [`plan::Plan`] for every load shape) -> `engine` (pinned io_uring worker threads, one
 //! connection state machine) -> `http` (sans-io codec) -> `measure` (per-thread HDR
-//! histograms, mergeable snapshots) -> `export` (terminal and JSON reports); `probes` (eBPF
+//! histograms, mergeable snapshots) -> `export` (terminal and JSON reports); `capacity` (a search for the highest rate that meets SLOs); `probes` (eBPF
 //! kernel timing of the same requests, optional at run time).
 
+pub mod capacity;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -23,6 +24,7 @@ pub fn run() -> i32 {
     let sub = argv.next();
     let rest = || argv.map(|a| a.to_string_lossy().into_owned()).collect();
     match sub.as_ref().and_then(|s| s.to_str()) {
+        Some("capacity") => capacity::main(rest()),
         Some("coordinator") => cluster::cmd::coordinator_main(rest()),
         Some("worker") => cluster::cmd::worker_main(rest()),
         _ => cli::main(),
