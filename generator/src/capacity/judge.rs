@@ -59,6 +59,8 @@ pub struct Figures {
     pub lag_p99_us: f64,
     /// Mean service time (done - sent), µs; 0 without responses.
     pub service_mean_us: f64,
+    /// Service time p99, µs; 0 without responses.
+    pub service_p99_us: f64,
     /// Average busy fraction of the pool (Little's law).
     pub pool_busy: f64,
 }
@@ -84,26 +86,30 @@ impl Figures {
                 t.lag.value_at_quantile(0.99) as f64
             },
             service_mean_us,
+            service_p99_us: if t.service.is_empty() {
+                0.0
+            } else {
+                t.service.value_at_quantile(0.99) as f64
+            },
             pool_busy: r.sent_rate() * service_mean_us / 1e6 / conns,
         }
     }
 }
 
-/// The lag bound for these SLOs, µs.
-pub fn lag_bound_us(slos: &[Threshold]) -> f64 {
-    let tightest = slos
-        .iter()
+/// The tightest upper limit on response time among the SLOs (quantile, max or mean), µs.
+pub fn tightest_latency_us(slos: &[Threshold]) -> Option<f64> {
+    slos.iter()
         .filter(|t| {
             matches!(t.op, Op::Lt | Op::Le)
                 && matches!(t.metric, Metric::Quantile(_) | Metric::Max | Metric::Mean)
         })
         .map(|t| t.limit)
-        .fold(f64::INFINITY, f64::min);
-    let from_slo = if tightest.is_finite() {
-        tightest * LAG_SLO_FRACTION
-    } else {
-        0.0
-    };
+        .reduce(f64::min)
+}
+
+/// The lag bound for these SLOs, µs.
+pub fn lag_bound_us(slos: &[Threshold]) -> f64 {
+    let from_slo = tightest_latency_us(slos).map_or(0.0, |t| t * LAG_SLO_FRACTION);
     from_slo.max(LAG_P99_LIMIT_US as f64)
 }
 
@@ -127,7 +133,20 @@ pub fn judge(
         .bound_reasons()
         .iter()
         .find(|b| matches!(b, BoundReason::Cpu { .. }));
-    judge_figures(&f, &failed, cpu, lag_bound_us(slos), baseline_service_us)
+    let limits = Limits {
+        lag_bound_us: lag_bound_us(slos),
+        latency_us: tightest_latency_us(slos),
+    };
+    judge_figures(&f, &failed, cpu, limits, baseline_service_us)
+}
+
+/// Bounds derived from the SLOs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    /// See [`lag_bound_us`].
+    pub lag_bound_us: f64,
+    /// See [`tightest_latency_us`].
+    pub latency_us: Option<f64>,
 }
 
 /// [`judge`] on extracted figures (unit-tested without a run).
@@ -135,7 +154,7 @@ pub fn judge_figures(
     f: &Figures,
     failed: &[(&Threshold, Option<f64>)],
     cpu: Option<&BoundReason>,
-    lag_bound_us: f64,
+    limits: Limits,
     baseline_service_us: Option<f64>,
 ) -> Judgement {
     let short = f.achieved < ACHIEVED_RATIO * f.offered;
@@ -155,14 +174,6 @@ pub fn judge_figures(
     if let Some(c) = cpu {
         return generator(format!("generator CPU saturated: {}", c.message()));
     }
-    if f.lag_p99_us > lag_bound_us && pool_free {
-        return generator(format!(
-            "schedule lag p99 {} > {} with connections free ({:.0}% busy): the generator sent late",
-            fmt_duration_us(f.lag_p99_us),
-            fmt_duration_us(lag_bound_us),
-            f.pool_busy * 100.0
-        ));
-    }
     if !pool_free && baseline_service_us.is_some_and(|b| f.service_mean_us <= SERVICE_INFLATION * b)
     {
         return generator(format!(
@@ -170,6 +181,19 @@ pub fn judge_figures(
              (service time mean {} vs {}): the connection pool was the limit (raise --connections)",
             fmt_duration_us(f.service_mean_us),
             fmt_duration_us(baseline_service_us.unwrap_or(0.0)),
+        ));
+    }
+    // Lag also counts time queued for a free connection, which a server stall causes too. It
+    // is the generator's lateness when the server, timed from the send, still answered within
+    // the tightest latency SLO and faster than the requests waited to be sent.
+    let server_fast = f.service_p99_us <= limits.latency_us.unwrap_or(f64::INFINITY);
+    if f.lag_p99_us > limits.lag_bound_us && f.lag_p99_us > f.service_p99_us && server_fast {
+        return generator(format!(
+            "schedule lag p99 {} > {} while the server answered within the SLO (service time \
+             p99 {}): the generator sent late",
+            fmt_duration_us(f.lag_p99_us),
+            fmt_duration_us(limits.lag_bound_us),
+            fmt_duration_us(f.service_p99_us),
         ));
     }
     let sent_short = f.sent_rate < ACHIEVED_RATIO * f.offered;
@@ -245,7 +269,16 @@ mod tests {
             dropped: 0,
             lag_p99_us: 50.0,
             service_mean_us: 2_000.0,
+            service_p99_us: 3_000.0,
             pool_busy: 0.2,
+        }
+    }
+
+    /// Limits of a p99<250ms SLO with the given lag bound.
+    fn lim(lag_bound_us: f64) -> Limits {
+        Limits {
+            lag_bound_us,
+            latency_us: Some(250_000.0),
         }
     }
 
@@ -269,7 +302,7 @@ mod tests {
 
     #[test]
     fn pass_when_everything_holds() {
-        let j = judge_figures(&healthy(1000.0), &[], None, 1000.0, None);
+        let j = judge_figures(&healthy(1000.0), &[], None, lim(1000.0), None);
         assert!(j.pass && j.reason.is_none(), "{j:?}");
     }
 
@@ -280,11 +313,18 @@ mod tests {
             achieved: 1900.0,
             lag_p99_us: 400_000.0,
             service_mean_us: 20_000.0,
+            service_p99_us: 300_000.0,
             pool_busy: 0.99,
             ..healthy(2100.0)
         };
         let t = p99();
-        let j = judge_figures(&f, &[(&t, Some(312_000.0))], None, 25_000.0, Some(2_000.0));
+        let j = judge_figures(
+            &f,
+            &[(&t, Some(312_000.0))],
+            None,
+            lim(25_000.0),
+            Some(2_000.0),
+        );
         assert_eq!(j.reason, Some(Reason::Latency), "{j:?}");
         assert!(
             j.detail.starts_with("p99 312.00ms >= 250ms"),
@@ -301,7 +341,7 @@ mod tests {
             errors: 50,
             ..healthy(1000.0)
         };
-        let j = judge_figures(&f, &[(&t, Some(0.05))], None, 1000.0, None);
+        let j = judge_figures(&f, &[(&t, Some(0.05))], None, lim(1000.0), None);
         assert_eq!(j.reason, Some(Reason::Errors));
         assert!(j.detail.contains("errors 5.00% >= 1%"), "{}", j.detail);
     }
@@ -313,15 +353,24 @@ mod tests {
             ..healthy(1000.0)
         };
         let t = p99();
-        let j = judge_figures(&f, &[(&t, Some(300_000.0))], None, 25_000.0, None);
+        let j = judge_figures(&f, &[(&t, Some(300_000.0))], None, lim(25_000.0), None);
         assert_eq!(j.reason, Some(Reason::Generator), "{j:?}");
         // Lag within the bound: a breach is the server's.
         let f = Figures {
             lag_p99_us: 20_000.0,
             ..f
         };
-        let j = judge_figures(&f, &[(&t, Some(300_000.0))], None, 25_000.0, None);
+        let j = judge_figures(&f, &[(&t, Some(300_000.0))], None, lim(25_000.0), None);
         assert_eq!(j.reason, Some(Reason::Latency));
+        // A server stall: requests queued for a connection (lag) while the ones on the
+        // connections waited longer still (service time).
+        let f = Figures {
+            lag_p99_us: 40_000.0,
+            service_p99_us: 60_000.0,
+            ..f
+        };
+        let j = judge_figures(&f, &[(&t, Some(300_000.0))], None, lim(25_000.0), None);
+        assert_eq!(j.reason, Some(Reason::Latency), "{j:?}");
     }
 
     #[test]
@@ -331,7 +380,13 @@ mod tests {
             available_s: 10.0,
         };
         let t = p99();
-        let j = judge_figures(&healthy(1000.0), &[(&t, Some(1e6))], Some(&cpu), 1e3, None);
+        let j = judge_figures(
+            &healthy(1000.0),
+            &[(&t, Some(1e6))],
+            Some(&cpu),
+            lim(1e3),
+            None,
+        );
         assert_eq!(j.reason, Some(Reason::Generator));
         assert!(j.detail.contains("CPU"), "{}", j.detail);
     }
@@ -346,12 +401,12 @@ mod tests {
             ..healthy(1000.0)
         };
         let t = p99();
-        let j = judge_figures(&f, &[(&t, Some(1e6))], None, 25_000.0, Some(1_900.0));
+        let j = judge_figures(&f, &[(&t, Some(1e6))], None, lim(25_000.0), Some(1_900.0));
         assert_eq!(j.reason, Some(Reason::Generator), "{j:?}");
         assert!(j.detail.contains("--connections"), "{}", j.detail);
-        // Without a baseline (first step) the pool rule cannot tell: the server's.
-        let j = judge_figures(&f, &[(&t, Some(1e6))], None, 25_000.0, None);
-        assert_eq!(j.reason, Some(Reason::Latency));
+        // Without a baseline (first step) the lag rule still sees a fast server.
+        let j = judge_figures(&f, &[(&t, Some(1e6))], None, lim(25_000.0), None);
+        assert_eq!(j.reason, Some(Reason::Generator));
     }
 
     #[test]
@@ -361,7 +416,7 @@ mod tests {
             sent_rate: 900.0,
             ..healthy(1000.0)
         };
-        let j = judge_figures(&f, &[], None, 1000.0, None);
+        let j = judge_figures(&f, &[], None, lim(1000.0), None);
         assert_eq!(j.reason, Some(Reason::Generator));
     }
 
@@ -373,7 +428,7 @@ mod tests {
             service_mean_us: 50_000.0,
             ..healthy(1000.0)
         };
-        let j = judge_figures(&f, &[], None, 1000.0, Some(2_000.0));
+        let j = judge_figures(&f, &[], None, lim(1000.0), Some(2_000.0));
         assert_eq!(j.reason, Some(Reason::Dropped), "{j:?}");
     }
 }

@@ -189,9 +189,25 @@ impl Settings {
         Ok(s)
     }
 
+    /// Default pool of a step: enough connections for twice the tightest latency SLO (at least
+    /// 10 ms) of requests in flight. A request then waits for a connection only when the
+    /// server is already far past the SLO, so schedule lag stays the generator's own
+    /// lateness rather than a server stall's queue (see `judge`).
+    fn pool_for(&self, rate: f64) -> usize {
+        let threads = self
+            .load
+            .threads
+            .unwrap_or_else(|| crate::engine::allowed_cpus().len().max(1));
+        let slo_s = judge::tightest_latency_us(&self.slos)
+            .map_or(0.0, |us| us / 1e6)
+            .max(0.010);
+        ((rate * 2.0 * slo_s).ceil() as usize).clamp(4 * threads, 10_000)
+    }
+
     /// The run configuration of one step at `rate`.
     pub fn step_config(&self, rate: f64) -> Result<RunConfig, crate::config::ConfigError> {
         let mut a = self.load.clone();
+        a.connections = a.connections.or_else(|| Some(self.pool_for(rate)));
         a.rate = Some(rate);
         a.duration = Some(self.step_duration);
         a.warmup = self.warmup;
