@@ -12,6 +12,7 @@
 //! overloaded step), and its report is exactly what `gen --rate R` would print.
 
 pub mod chart;
+pub mod cluster;
 pub mod judge;
 pub mod search;
 
@@ -269,6 +270,18 @@ impl Step {
         }
     }
 
+    /// The step as the chart draws it.
+    pub fn point(&self) -> chart::Point {
+        chart::Point {
+            rate: self.rate,
+            p50_ms: self.p50_ms,
+            p99_ms: self.p99_ms,
+            p999_ms: self.p999_ms,
+            error_ratio: self.error_ratio,
+            pass: self.judgement.pass,
+        }
+    }
+
     fn outcome(&self) -> Outcome {
         match self.judgement.reason {
             None => Outcome::Pass,
@@ -435,32 +448,35 @@ impl CapacityReport {
 
     /// The figures the chart draws.
     pub fn chart_data(&self) -> chart::ChartData {
-        let mut points: Vec<chart::Point> = self
-            .steps
+        chart_data(
+            &self.target,
+            self.conclusion.verdict.as_str(),
+            &self.steps,
+            self.conclusion.max_ok,
+            &self.slos,
+        )
+    }
+}
+
+/// The chart of `steps` (a finished search, or one in progress: `label` says which).
+pub fn chart_data(
+    target: &str,
+    label: &str,
+    steps: &[Step],
+    knee: Option<f64>,
+    slos: &[Threshold],
+) -> chart::ChartData {
+    let mut points: Vec<chart::Point> = steps.iter().map(Step::point).collect();
+    points.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    chart::ChartData {
+        title: format!("{target} — {label}"),
+        points,
+        knee,
+        slo_ms: slos
             .iter()
-            .map(|s| chart::Point {
-                rate: s.rate,
-                p50_ms: s.p50_ms,
-                p99_ms: s.p99_ms,
-                p999_ms: s.p999_ms,
-                error_ratio: s.error_ratio,
-                pass: s.judgement.pass,
-            })
-            .collect();
-        points.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-        chart::ChartData {
-            title: format!("{} — {}", self.target, self.conclusion.verdict.as_str()),
-            points,
-            knee: self.conclusion.max_ok,
-            slo_ms: self
-                .slos
-                .iter()
-                .filter(|t| {
-                    t.name.is_none() && matches!(t.metric, Metric::Quantile(_) | Metric::Max)
-                })
-                .map(|t| (t.source.clone(), t.limit / 1e3))
-                .collect(),
-        }
+            .filter(|t| t.name.is_none() && matches!(t.metric, Metric::Quantile(_) | Metric::Max))
+            .map(|t| (t.source.clone(), t.limit / 1e3))
+            .collect(),
     }
 }
 
@@ -542,28 +558,37 @@ pub fn search_capacity(
     }
 }
 
-/// Parses `gen capacity` flags (`argv` without the program and subcommand names); on help or
-/// bad input, the exit code.
-pub fn parse(name: &str, argv: &[String]) -> Result<Settings, i32> {
+/// Parses a command's flags (`argv` without the program and subcommand names) and says
+/// whether `--warmup` was given; on help or bad input, the exit code.
+pub fn parse_args<T: CommandFactory + FromArgMatches>(
+    name: &str,
+    argv: &[String],
+) -> Result<(T, bool), i32> {
     let full = std::iter::once(name.to_string()).chain(argv.iter().cloned());
-    let parsed = CapacityArgs::command()
+    let parsed = T::command()
         .try_get_matches_from(full)
-        .and_then(|m| CapacityArgs::from_arg_matches(&m).map(|a| (a, m)));
-    let (args, matches) = match parsed {
-        Ok(p) => p,
+        .and_then(|m| T::from_arg_matches(&m).map(|a| (a, m)));
+    match parsed {
+        Ok((args, m)) => Ok((
+            args,
+            m.value_source("warmup") == Some(clap::parser::ValueSource::CommandLine),
+        )),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(EXIT_OK)
+        }
         Err(e) => {
-            if !e.use_stderr() {
-                let _ = e.print();
-                return Err(EXIT_OK);
-            }
             let msg = e.to_string();
             let first = msg.lines().next().unwrap_or("invalid arguments");
             eprintln!("gen: {}", first.trim_start_matches("error: "));
-            return Err(EXIT_BAD_INPUT);
+            Err(EXIT_BAD_INPUT)
         }
-    };
-    let warmup_given =
-        matches.value_source("warmup") == Some(clap::parser::ValueSource::CommandLine);
+    }
+}
+
+/// Parses `gen capacity` flags; on help or bad input, the exit code.
+pub fn parse(name: &str, argv: &[String]) -> Result<Settings, i32> {
+    let (args, warmup_given) = parse_args::<CapacityArgs>(name, argv)?;
     Settings::from_args(args, warmup_given).map_err(|e| {
         eprintln!("gen: {e}");
         EXIT_BAD_INPUT

@@ -52,7 +52,18 @@ pub struct Webapp {
 
 impl Webapp {
     pub fn start(args: &[&str]) -> Webapp {
-        let mut child = Command::new(webapp_bin())
+        Webapp::spawn(Command::new(webapp_bin()), args)
+    }
+
+    /// Started under `taskset -c CPU` (taskset execs it: the PID is the server's).
+    pub fn start_pinned(cpu: usize, args: &[&str]) -> Webapp {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", &cpu.to_string()]).arg(webapp_bin());
+        Webapp::spawn(cmd, args)
+    }
+
+    fn spawn(mut cmd: Command, args: &[&str]) -> Webapp {
+        let mut child = cmd
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
