@@ -11,9 +11,11 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use common::{gen, gen_bin, gen_json, Webapp};
+use common::{gen, gen_bin, gen_json, request, Webapp};
 
 fn capacity(args: &[&str]) -> (Output, serde_json::Value) {
     let out = Command::new(gen_bin())
@@ -129,28 +131,27 @@ fn known_ceiling_is_found_within_ten_percent() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A busy loop at the highest priority, pinned to `cpu`; killed by PID on drop.
-struct Spinner(Child);
+/// A child process killed by PID on drop.
+struct Guard(Child);
 
-impl Spinner {
-    fn start(cpu: usize) -> Spinner {
-        // `nice -n -19` needs root (CI and developers are); without it the spinner runs at
-        // normal priority and still takes half the core.
-        let child = Command::new("taskset")
-            .args(["-c", &cpu.to_string(), "nice", "-n", "-19"])
-            .args(["sh", "-c", "while :; do :; done"])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the spinner");
-        Spinner(child)
-    }
-}
-
-impl Drop for Spinner {
+impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A busy loop at the highest priority, pinned to `cpu`.
+fn spinner(cpu: usize) -> Guard {
+    // `nice -n -19` needs root (CI and developers are); without it the spinner runs at normal
+    // priority and still takes half the core.
+    let child = Command::new("taskset")
+        .args(["-c", &cpu.to_string(), "nice", "-n", "-19"])
+        .args(["sh", "-c", "while :; do :; done"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the spinner");
+    Guard(child)
 }
 
 fn allowed_cpus() -> Vec<usize> {
@@ -166,8 +167,8 @@ fn starved_generator_is_generator_bound() {
     }
     let (gen_cpu, server_cpu) = (cpus[cpus.len() - 1], cpus[0]);
     let app = Webapp::start_pinned(server_cpu, &["--workers", "1"]);
-    let _spin = Spinner::start(gen_cpu);
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _spin = spinner(gen_cpu);
+    std::thread::sleep(Duration::from_millis(200));
     let out = Command::new("taskset")
         .args(["-c", &gen_cpu.to_string()])
         .arg(gen_bin())
@@ -225,5 +226,71 @@ fn bad_input_exits_2_with_one_line() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn through_the_coordinator_with_two_workers() {
+    let app = Webapp::start(&[]);
+    let mut coord = Command::new(gen_bin())
+        .args(["coordinator", "capacity", "--listen", "127.0.0.1:0"])
+        .args(["--expect-workers", "2", "--wait", "30s", &app.url("/")])
+        .args(["--slo", "p99<250ms", "--slo", "errors<1%"])
+        .args(["--from", "200", "--max", "400", "--step-duration", "1s"])
+        .args(["--warmup", "0s", "--cooldown", "0s", "--threads", "1"])
+        .args(["--json", "--quiet", "--probes", "off"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting gen coordinator capacity");
+    let mut stderr = BufReader::new(coord.stderr.take().unwrap());
+    let mut stdout = coord.stdout.take().unwrap();
+    let mut coord = Guard(coord);
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split_whitespace()
+        .nth(4)
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let _workers: Vec<Guard> = ["w1", "w2"]
+        .iter()
+        .map(|name| {
+            Guard(
+                Command::new(gen_bin())
+                    .args(["worker", "--coordinator", &addr, "--name", name])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("starting gen worker"),
+            )
+        })
+        .collect();
+    // The UI's chart appears after the first step, while the search goes on.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let chart = loop {
+        let body = request(&addr, "GET", "/api/v1/capacity/chart.svg");
+        if body.starts_with("<svg") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no chart in the UI: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(chart.contains("offered rate"), "{chart}");
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).unwrap();
+    let code = coord.0.wait().unwrap().code();
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    let c = &doc["capacity"];
+    let table = steps_table(&doc);
+    assert_eq!(code, Some(0), "{table}");
+    assert_eq!(c["verdict"], "not-reached", "{table}");
+    assert_eq!(c["max_ok_rate"].as_f64(), Some(400.0));
+    let steps = c["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{table}");
+    for s in steps {
+        // The merged figures of both workers: the whole step's rate.
+        let (rate, achieved) = (s["rate"].as_f64().unwrap(), s["achieved"].as_f64().unwrap());
+        assert!((achieved - rate).abs() <= 0.02 * rate, "{table}");
     }
 }
