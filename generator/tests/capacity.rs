@@ -11,11 +11,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{gen, gen_bin, gen_json, request, Webapp};
+
+/// The load tests run one at a time: the starved-generator test's spinner would starve
+/// whatever else runs on its CPU, and concurrent loads would blur each other's knees.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn capacity(args: &[&str]) -> (Output, serde_json::Value) {
     let out = Command::new(gen_bin())
@@ -55,6 +64,7 @@ fn steps_table(doc: &serde_json::Value) -> String {
 
 #[test]
 fn known_ceiling_is_found_within_ten_percent() {
+    let _serial = serial();
     let app = Webapp::start(&["--workers", "1", "--max-concurrency", "4", "--delay", "2ms"]);
     let url = app.url("/");
     // The ceiling on this machine now: a closed loop with more connections than the server
@@ -160,6 +170,7 @@ fn allowed_cpus() -> Vec<usize> {
 
 #[test]
 fn starved_generator_is_generator_bound() {
+    let _serial = serial();
     let cpus = allowed_cpus();
     if cpus.len() < 2 {
         eprintln!("skipping: needs two CPUs (the server must not share the starved one)");
@@ -231,6 +242,7 @@ fn bad_input_exits_2_with_one_line() {
 
 #[test]
 fn through_the_coordinator_with_two_workers() {
+    let _serial = serial();
     let app = Webapp::start(&[]);
     let mut coord = Command::new(gen_bin())
         .args(["coordinator", "capacity", "--listen", "127.0.0.1:0"])
@@ -246,13 +258,7 @@ fn through_the_coordinator_with_two_workers() {
     let mut stderr = BufReader::new(coord.stderr.take().unwrap());
     let mut stdout = coord.stdout.take().unwrap();
     let mut coord = Guard(coord);
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split_whitespace()
-        .nth(4)
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let addr = common::coordinator_addr(&mut stderr);
     let _workers: Vec<Guard> = ["w1", "w2"]
         .iter()
         .map(|name| {

@@ -125,6 +125,17 @@ pub fn request(addr: &str, method: &str, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The address a `gen coordinator` announces on its first stderr line
+/// ("gen coordinator listening on ADDR (UI ...)").
+pub fn coordinator_addr(stderr: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    line.split_whitespace()
+        .nth(4)
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned()
+}
+
 pub fn gen(args: &[&str]) -> Output {
     Command::new(gen_bin())
         .args(args)
