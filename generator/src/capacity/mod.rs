@@ -374,14 +374,17 @@ impl CapacityReport {
                 detail(c.first_bad)
             ),
             Verdict::GeneratorBound => {
+                let capacity = c.max_ok.map_or(
+                    "unknown: no rate passed (give gen more CPU or connections, or lower --from)"
+                        .to_string(),
+                    |r| format!("at least {r:.0} req/s"),
+                );
                 format!(
-                "generator-bound at {:.0} req/s ({}); this is not the server's capacity: it is at \
-                 least {}",
-                c.generator_at.unwrap_or(0.0),
-                detail(c.generator_at),
-                c.max_ok
-                    .map_or("unknown (no rate passed)".to_string(), |r| format!("{r:.0} req/s"))
-            )
+                    "generator-bound at {:.0} req/s ({}); this is not the server's capacity, \
+                     which is {capacity}",
+                    c.generator_at.unwrap_or(0.0),
+                    detail(c.generator_at),
+                )
             }
         }
     }
