@@ -128,16 +128,15 @@ impl StepRunner for ClusterRunner<'_> {
 
 /// Entry of `gen coordinator capacity ARGS`.
 pub fn main(argv: Vec<String>) -> i32 {
-    let (args, warmup_given) =
-        match parse_args::<ClusterCapacityArgs>("gen coordinator capacity", &argv) {
-            Ok(a) => a,
-            Err(code) => return code,
-        };
+    let args = match parse_args::<ClusterCapacityArgs>("gen coordinator capacity", &argv) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     if args.expect_workers == 0 {
         eprintln!("gen: invalid --expect-workers 0 (must be at least 1)");
         return EXIT_BAD_INPUT;
     }
-    let settings = match Settings::from_args(args.capacity.clone(), warmup_given) {
+    let settings = match Settings::from_args(args.capacity.clone()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("gen: {e}");

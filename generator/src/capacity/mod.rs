@@ -34,8 +34,8 @@ use search::{Conclusion, Outcome, Params, Search, Verdict};
 /// from below (see `docs/capacity.md`).
 pub const EXIT_GENERATOR_BOUND: i32 = 4;
 
-/// Default warm-up of each step when `--warmup` is not given.
-const DEFAULT_WARMUP: Duration = Duration::from_secs(2);
+/// Default warm-up of each step (a single run's is 0 s).
+const DEFAULT_WARMUP: &str = "2s";
 
 /// gen capacity: the highest open-loop rate that meets every SLO.
 ///
@@ -117,7 +117,7 @@ pub struct Settings {
 
 impl Settings {
     /// Checks the flags; the error is one line naming the bad value.
-    pub fn from_args(a: CapacityArgs, warmup_given: bool) -> Result<Settings, String> {
+    pub fn from_args(a: CapacityArgs) -> Result<Settings, String> {
         let l = &a.load;
         for (given, flag) in [
             (l.rate.is_some(), "--rate"),
@@ -150,11 +150,6 @@ impl Settings {
             chart::Format::of(p)?;
         }
         let mut load = a.load.clone();
-        load.warmup = if warmup_given {
-            l.warmup
-        } else {
-            DEFAULT_WARMUP
-        };
         // The SLOs are the steps' thresholds: parsed, checked against scenario request names
         // and judged by the same code as `--threshold`.
         load.thresholds = a.slos;
@@ -561,21 +556,20 @@ pub fn search_capacity(
     }
 }
 
-/// Parses a command's flags (`argv` without the program and subcommand names) and says
-/// whether `--warmup` was given; on help or bad input, the exit code.
+/// Parses a command's flags (`argv` without the program and subcommand names); on help or
+/// bad input, the exit code.
 pub fn parse_args<T: CommandFactory + FromArgMatches>(
     name: &str,
     argv: &[String],
-) -> Result<(T, bool), i32> {
+) -> Result<T, i32> {
     let full = std::iter::once(name.to_string()).chain(argv.iter().cloned());
+    // A step's warm-up defaults to 2 s, not a single run's 0 s; said so in --help too.
     let parsed = T::command()
+        .mut_arg("warmup", |a| a.default_value(DEFAULT_WARMUP))
         .try_get_matches_from(full)
-        .and_then(|m| T::from_arg_matches(&m).map(|a| (a, m)));
+        .and_then(|m| T::from_arg_matches(&m));
     match parsed {
-        Ok((args, m)) => Ok((
-            args,
-            m.value_source("warmup") == Some(clap::parser::ValueSource::CommandLine),
-        )),
+        Ok(args) => Ok(args),
         Err(e) if !e.use_stderr() => {
             let _ = e.print();
             Err(EXIT_OK)
@@ -591,8 +585,8 @@ pub fn parse_args<T: CommandFactory + FromArgMatches>(
 
 /// Parses `gen capacity` flags; on help or bad input, the exit code.
 pub fn parse(name: &str, argv: &[String]) -> Result<Settings, i32> {
-    let (args, warmup_given) = parse_args::<CapacityArgs>(name, argv)?;
-    Settings::from_args(args, warmup_given).map_err(|e| {
+    let args = parse_args::<CapacityArgs>(name, argv)?;
+    Settings::from_args(args).map_err(|e| {
         eprintln!("gen: {e}");
         EXIT_BAD_INPUT
     })
@@ -675,7 +669,7 @@ mod tests {
         assert_eq!(s.params.from, 500.0);
         assert_eq!(s.params.max, 200_000.0);
         assert_eq!(s.params.precision, 0.02);
-        assert_eq!(s.warmup, DEFAULT_WARMUP);
+        assert_eq!(s.warmup, Duration::from_secs(2));
         assert_eq!(s.step_duration, Duration::from_secs(30));
         assert_eq!(s.slos.len(), 1);
         let s = settings(&["--warmup", "0s"]).unwrap();
