@@ -118,6 +118,7 @@ fn known_ceiling_is_found_within_ten_percent() {
     assert_eq!(c["verdict"], "found", "{table}");
     let ok = c["max_ok_rate"].as_f64().unwrap();
     let bad = c["first_bad_rate"].as_f64().unwrap();
+    eprintln!("closed-loop ceiling {truth:.0} req/s, capacity found {ok:.0} req/s\n{table}");
     assert!(ok < bad, "{ok} {bad}");
     assert!(
         (ok - truth).abs() <= 0.10 * truth,
