@@ -14,6 +14,9 @@ pub const POOL_BUSY: f64 = 0.9;
 /// With the pool saturated, a mean service time within this factor of the fastest step's
 /// means the server was not slowing down: the pool, not the server, was the limit.
 pub const SERVICE_INFLATION: f64 = 2.0;
+/// A mean service time above this factor of the fastest passing step's means the server slowed
+/// down: lateness and shortfall are then its doing (requests queued for busy connections).
+pub const SERVER_SLOWDOWN: f64 = 5.0;
 /// Schedule lag p99 may reach this fraction of the tightest latency SLO (and at least
 /// [`LAG_P99_LIMIT_US`]) before the generator's lateness counts as the cause of a breach.
 pub const LAG_SLO_FRACTION: f64 = 0.1;
@@ -186,7 +189,8 @@ pub fn judge_figures(
     // Lag also counts time queued for a free connection, which a server stall causes too. It
     // is the generator's lateness when the server, timed from the send, still answered within
     // the tightest latency SLO and faster than the requests waited to be sent.
-    let server_fast = f.service_p99_us <= limits.latency_us.unwrap_or(f64::INFINITY);
+    let server_fast = f.service_p99_us <= limits.latency_us.unwrap_or(f64::INFINITY)
+        && !baseline_service_us.is_some_and(|b| f.service_mean_us > SERVER_SLOWDOWN * b);
     if f.lag_p99_us > limits.lag_bound_us && f.lag_p99_us > f.service_p99_us && server_fast {
         return generator(format!(
             "schedule lag p99 {} > {} while the server answered within the SLO (service time \
@@ -196,8 +200,13 @@ pub fn judge_figures(
             fmt_duration_us(f.service_p99_us),
         ));
     }
+    // A server that slowed down well past its unloaded speed explains a late or short send:
+    // the requests queued for busy connections. (Without a passing step there is no such
+    // speed to compare with, and the rule below may blame the generator: inconclusive, never
+    // a wrong capacity.)
+    let slowed = baseline_service_us.is_some_and(|b| f.service_mean_us > SERVER_SLOWDOWN * b);
     let sent_short = f.sent_rate < ACHIEVED_RATIO * f.offered;
-    if pool_free && (sent_short || (short && failed.is_empty() && f.errors == 0)) {
+    if pool_free && !slowed && (sent_short || (short && failed.is_empty() && f.errors == 0)) {
         return generator(format!(
             "sent {:.0} and achieved {:.0} of {:.0} req/s offered with connections free: \
              the generator could not offer the load",
@@ -418,6 +427,33 @@ mod tests {
         };
         let j = judge_figures(&f, &[], None, lim(1000.0), None);
         assert_eq!(j.reason, Some(Reason::Generator));
+    }
+
+    #[test]
+    fn short_send_from_a_slowed_server_is_the_server() {
+        // Above the knee the pool fills late in the step: the mean says "connections free",
+        // but the service time is 50 times the unloaded one.
+        let f = Figures {
+            sent_rate: 1865.0,
+            achieved: 1865.0,
+            lag_p99_us: 140_000.0,
+            service_mean_us: 100_000.0,
+            service_p99_us: 210_000.0,
+            pool_busy: 0.5,
+            ..healthy(1999.0)
+        };
+        let t = Threshold::parse("p99<100ms").unwrap();
+        let j = judge_figures(
+            &f,
+            &[(&t, Some(355_000.0))],
+            None,
+            lim(10_000.0),
+            Some(2_000.0),
+        );
+        assert_eq!(j.reason, Some(Reason::Latency), "{j:?}");
+        // The same figures with no passing step to compare with: inconclusive.
+        let j = judge_figures(&f, &[(&t, Some(355_000.0))], None, lim(10_000.0), None);
+        assert_eq!(j.reason, Some(Reason::Generator), "{j:?}");
     }
 
     #[test]
