@@ -1,8 +1,8 @@
 //! `gen capacity` end to end against sample-webapp on 127.0.0.1:
 //! - a server with a hard ceiling (one worker, 4 requests in service, 2 ms each: at most
-//!   2000 req/s, less on a busy machine) is found within 10% of the ceiling measured just
-//!   before by a closed-loop run, with the knee's step blamed on latency, and the chart files
-//!   written;
+//!   2000 req/s, less on a busy machine) is found at most 10% below the ceiling measured just
+//!   before by a closed-loop run and not above the nominal one, with the knee's step blamed on
+//!   latency, and the chart files written;
 //! - a generator starved of CPU (pinned to a core kept busy by a high-priority spinning child)
 //!   reports "generator-bound" (exit 4), never a server capacity;
 //! - bad input exits 2 with one line.
@@ -62,6 +62,9 @@ fn steps_table(doc: &serde_json::Value) -> String {
         .collect()
 }
 
+/// The server's hard ceiling: `--max-concurrency 4` slots held `--delay 2ms` each.
+const NOMINAL: f64 = 2000.0;
+
 #[test]
 fn known_ceiling_is_found_within_ten_percent() {
     let _serial = serial();
@@ -120,9 +123,12 @@ fn known_ceiling_is_found_within_ten_percent() {
     let bad = c["first_bad_rate"].as_f64().unwrap();
     eprintln!("closed-loop ceiling {truth:.0} req/s, capacity found {ok:.0} req/s\n{table}");
     assert!(ok < bad, "{ok} {bad}");
+    // Known from both sides: the server cannot exceed 4 slots / 2 ms (2000 req/s, 2% for the
+    // measurement), and the closed loop showed what it sustains on this machine now (it reads
+    // a few percent low: each connection idles for a round trip between requests).
     assert!(
-        (ok - truth).abs() <= 0.10 * truth,
-        "found {ok:.0} req/s, ceiling {truth:.0} req/s\n{table}"
+        ok >= 0.90 * truth && ok <= NOMINAL * 1.02,
+        "found {ok:.0} req/s, closed-loop ceiling {truth:.0}, nominal {NOMINAL:.0}\n{table}"
     );
     let knee = c["steps"]
         .as_array()
