@@ -220,37 +220,43 @@ where
     I: IntoIterator,
     I::Item: Into<std::ffi::OsString> + Clone,
 {
-    T::try_parse_from(argv).map_err(|e| {
-        use clap::error::ErrorKind as K;
-        if matches!(
-            e.kind(),
-            K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
-        ) {
-            let _ = e.print();
-            return EXIT_OK;
-        }
-        // clap's own message, first line only: one clear line, the offending value in it.
-        let msg = e.to_string();
-        let first = msg.lines().next().unwrap_or("invalid arguments");
-        eprintln!("gen: {}", first.trim_start_matches("error: "));
-        EXIT_BAD_INPUT
-    })
+    T::try_parse_from(argv).map_err(clap_exit_code)
 }
 
-/// Run a resolved configuration, print the report, return the exit code.
-pub fn run(cfg: &RunConfig) -> i32 {
+/// What a clap parse error means for the process: `--help`/`--version` are printed (exit 0);
+/// bad input is one line naming the bad value (exit 2).
+pub fn clap_exit_code(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return EXIT_OK;
+    }
+    // clap's own message, first line only: one clear line, the offending value in it.
+    let msg = e.to_string();
+    let first = msg.lines().next().unwrap_or("invalid arguments");
+    eprintln!("gen: {}", first.trim_start_matches("error: "));
+    EXIT_BAD_INPUT
+}
+
+/// Run a resolved configuration and build its report (warnings and errors go to stderr as
+/// one line each); `Err` is the exit code of a run that could not produce one. `progress`:
+/// the live line on a terminal.
+pub fn measure(cfg: &RunConfig, progress: bool) -> Result<Report, i32> {
     // Kernel probes load before the connections open, so every socket is registered.
     let probes_off = match crate::probes::start(cfg.probes) {
         Ok(why) => why,
         Err(e) => {
             eprintln!("gen: {e}");
-            return EXIT_BAD_INPUT;
+            return Err(EXIT_BAD_INPUT);
         }
     };
     if let Some(why) = &probes_off {
         eprintln!("gen: kernel probes off: {why}");
     }
-    let live = cfg.progress && std::io::stderr().is_terminal();
+    let live = progress && std::io::stderr().is_terminal();
     let rate = cfg.plan.rate();
     if let Some(why) = &cfg.unresolved {
         eprintln!("gen: {why}; every connection attempt is counted as a connect error");
@@ -276,7 +282,7 @@ pub fn run(cfg: &RunConfig) -> i32 {
         Ok(o) => o,
         Err(e) => {
             eprintln!("gen: {e}");
-            return EXIT_RUN_FAILED;
+            return Err(EXIT_RUN_FAILED);
         }
     };
     if outcome.connected < cfg.connections && cfg.unresolved.is_none() {
@@ -285,7 +291,7 @@ pub fn run(cfg: &RunConfig) -> i32 {
             outcome.connected, cfg.connections
         );
     }
-    let report = Report::from_points(
+    Ok(Report::from_points(
         cfg.run_info(outcome.driver),
         &outcome.totals,
         outcome.series,
@@ -298,7 +304,15 @@ pub fn run(cfg: &RunConfig) -> i32 {
         cfg.scenario
             .as_ref()
             .map_or(Vec::new(), |s| s.names.clone()),
-    );
+    ))
+}
+
+/// Run a resolved configuration, print the report, return the exit code.
+pub fn run(cfg: &RunConfig) -> i32 {
+    let report = match measure(cfg, cfg.progress) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let json = report.to_json();
     if let Err(e) = write_files(&json, cfg.output.as_deref(), cfg.html.as_deref()) {
         eprintln!("gen: {e}");

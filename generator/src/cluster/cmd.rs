@@ -95,17 +95,22 @@ const COORDINATOR_FLAGS: &[&str] = &[
 
 /// The load flags of a coordinator command line, as workers must see them.
 pub fn forwarded_flags(argv: &[String]) -> Vec<String> {
+    strip_flags(argv, COORDINATOR_FLAGS)
+}
+
+/// `argv` without the given flags that take a value (`--flag V` or `--flag=V`).
+pub(crate) fn strip_flags(argv: &[String], flags: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     let mut skip = false;
     for a in argv {
         if std::mem::take(&mut skip) {
             continue;
         }
-        if COORDINATOR_FLAGS.contains(&a.as_str()) {
+        if flags.contains(&a.as_str()) {
             skip = true;
             continue;
         }
-        if COORDINATOR_FLAGS
+        if flags
             .iter()
             .any(|f| a.strip_prefix(f).is_some_and(|r| r.starts_with('=')))
         {
@@ -116,13 +121,13 @@ pub fn forwarded_flags(argv: &[String]) -> Vec<String> {
     out
 }
 
-fn token_or_env(token: Option<String>) -> Option<String> {
+pub(crate) fn token_or_env(token: Option<String>) -> Option<String> {
     token
         .or_else(|| std::env::var("GEN_TOKEN").ok())
         .filter(|t| !t.is_empty())
 }
 
-fn now_unix_ms() -> u64 {
+pub(crate) fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -142,20 +147,16 @@ fn parse_flags<T: Parser>(name: &str, argv: &[String]) -> Result<T, i32> {
     })
 }
 
-/// Entry of `gen coordinator ARGS` (`argv` without the program and subcommand names).
+/// Entry of `gen coordinator ARGS` (`argv` without the program and subcommand names);
+/// `gen coordinator capacity ...` runs a capacity search through the workers.
 pub fn coordinator_main(argv: Vec<String>) -> i32 {
+    if argv.first().map(String::as_str) == Some("capacity") {
+        return crate::capacity::cluster::main(argv[1..].to_vec());
+    }
     let args = match parse_flags::<CoordinatorArgs>("gen coordinator", &argv) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let token = token_or_env(args.token.clone());
-    if token.is_none() && !args.listen.ip().is_loopback() {
-        eprintln!(
-            "gen: refusing to accept control requests on {} without a token (--token or GEN_TOKEN)",
-            args.listen
-        );
-        return EXIT_BAD_INPUT;
-    }
     let has_load = args.load.target.is_some() || args.load.url.is_some();
     // Validate the load here, with the single-node rules, before any worker sees it.
     let cfg = if has_load {
@@ -175,6 +176,41 @@ pub fn coordinator_main(argv: Vec<String>) -> i32 {
         );
         return EXIT_BAD_INPUT;
     }
+    with_coordinator(args.listen, args.token.clone(), |coord| async move {
+        match (args.expect_workers, cfg) {
+            (Some(n), Some(cfg)) => {
+                headless(
+                    &coord,
+                    n,
+                    args.wait,
+                    &cfg,
+                    forwarded_flags(&argv),
+                    args.csv.as_deref(),
+                )
+                .await
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                EXIT_OK
+            }
+        }
+    })
+}
+
+/// Runs a coordinator (UI, API, heartbeats, ticker) on `listen` while `body` runs; returns
+/// `body`'s exit code. Refuses a non-loopback address without a token.
+pub(crate) fn with_coordinator<F, Fut>(listen: SocketAddr, token: Option<String>, body: F) -> i32
+where
+    F: FnOnce(Arc<Coordinator>) -> Fut,
+    Fut: std::future::Future<Output = i32>,
+{
+    let token = token_or_env(token);
+    if token.is_none() && !listen.ip().is_loopback() {
+        eprintln!(
+            "gen: refusing to accept control requests on {listen} without a token (--token or GEN_TOKEN)"
+        );
+        return EXIT_BAD_INPUT;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -188,14 +224,14 @@ pub fn coordinator_main(argv: Vec<String>) -> i32 {
     };
     let coord = Coordinator::new(token);
     rt.block_on(async move {
-        let listener = match bind(args.listen).await {
+        let listener = match bind(listen).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("gen: cannot listen on {}: {e}", args.listen);
+                eprintln!("gen: cannot listen on {listen}: {e}");
                 return EXIT_BAD_INPUT;
             }
         };
-        let addr = listener.local_addr().map_or(args.listen, |a| a);
+        let addr = listener.local_addr().map_or(listen, |a| a);
         eprintln!("gen coordinator listening on {addr} (UI http://{addr}/)");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let handler = {
@@ -218,23 +254,7 @@ pub fn coordinator_main(argv: Vec<String>) -> i32 {
                 }
             })
         };
-        let code = match (args.expect_workers, cfg) {
-            (Some(n), Some(cfg)) => {
-                headless(
-                    &coord,
-                    n,
-                    args.wait,
-                    &cfg,
-                    forwarded_flags(&argv),
-                    args.csv.as_deref(),
-                )
-                .await
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                EXIT_OK
-            }
-        };
+        let code = body(Arc::clone(&coord)).await;
         let _ = stop_tx.send(true);
         let _ = server.await;
         let _ = ticker.await;
@@ -353,6 +373,22 @@ fn default_name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// Waits until `n` workers are live; false (said on stderr) when `wait` passed first.
+pub(crate) async fn wait_for_workers(coord: &Coordinator, n: usize, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        let live = coord.state().live().count();
+        if live >= n {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("gen: only {live} of {n} workers registered within {wait:?}");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits for `n` workers, runs once, prints the merged report; returns the exit code.
 async fn headless(
     coord: &Arc<Coordinator>,
@@ -362,17 +398,8 @@ async fn headless(
     load: Vec<String>,
     csv: Option<&std::path::Path>,
 ) -> i32 {
-    let deadline = Instant::now() + wait;
-    loop {
-        let live = coord.state().live().count();
-        if live >= n {
-            break;
-        }
-        if Instant::now() >= deadline {
-            eprintln!("gen: only {live} of {n} workers registered within {wait:?}");
-            return EXIT_RUN_FAILED;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    if !wait_for_workers(coord, n, wait).await {
+        return EXIT_RUN_FAILED;
     }
     let epoch = match coord.start(&RunRequest {
         load: serde_json::json!(load),
@@ -443,7 +470,7 @@ fn with_workers(mut json: serde_json::Value, coord: &Coordinator) -> serde_json:
 }
 
 /// The merged report of the current run, as a single-node run would print it.
-fn cluster_report(coord: &Coordinator, cfg: &RunConfig, started_unix_ms: u64) -> Report {
+pub(crate) fn cluster_report(coord: &Coordinator, cfg: &RunConfig, started_unix_ms: u64) -> Report {
     let st = coord.state();
     let run = st.run.as_ref();
     let totals = run.map(|r| r.merged_total()).unwrap_or_default();

@@ -96,6 +96,8 @@ pub struct Coordinator {
     state: Mutex<ClusterState>,
     metrics: Metrics,
     token: Option<String>,
+    /// The latest capacity search's chart (SVG), served at `/api/v1/capacity/chart.svg`.
+    capacity_chart: Mutex<Option<String>>,
 }
 
 /// One row of the per-endpoint stats table (the Locust table).
@@ -171,6 +173,7 @@ impl Coordinator {
             state: Mutex::new(ClusterState::new()),
             metrics: Metrics::new(),
             token,
+            capacity_chart: Mutex::new(None),
         })
     }
 
@@ -199,6 +202,14 @@ impl Coordinator {
             run.names = cfg.scenario.map_or(Vec::new(), |s| s.names);
         }
         Ok(epoch)
+    }
+
+    /// Publishes the chart of a capacity search (the UI shows it once there is one).
+    pub fn set_capacity_chart(&self, svg: String) {
+        *self
+            .capacity_chart
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(svg);
     }
 
     /// Re-evaluates liveness and the series; refreshes the cluster gauges.
@@ -264,6 +275,17 @@ impl Coordinator {
                 json(StatusCode::OK, &serde_json::json!({ "stopped": true }))
             }
             (&Method::GET, "/api/v1/status") => json(StatusCode::OK, &self.status()),
+            (&Method::GET, "/api/v1/capacity/chart.svg") => {
+                let svg = self
+                    .capacity_chart
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                match svg {
+                    Some(svg) => respond(StatusCode::OK, "image/svg+xml", svg),
+                    None => error(StatusCode::NOT_FOUND, "no capacity search has run"),
+                }
+            }
             (&Method::GET, "/api/v1/stats.csv") => {
                 respond(StatusCode::OK, "text/csv; charset=utf-8", self.stats_csv())
             }

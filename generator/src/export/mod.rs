@@ -21,7 +21,7 @@ use crate::probes::KernelStatus;
 
 pub use endpoints::EndpointRow;
 pub use text::{fmt_bytes, fmt_duration_us};
-pub use threshold::{Threshold, Verdict};
+pub use threshold::{Metric, Op, Threshold, Verdict};
 
 /// Exit code: the run completed (whatever the latencies were).
 pub const EXIT_OK: i32 = 0;
@@ -412,6 +412,13 @@ impl Report {
     /// Requests sent per second over the measured window.
     pub fn sent_rate(&self) -> f64 {
         per_second(self.totals.sent(), self.measured_s)
+    }
+
+    /// Failed fraction of requests (no response, or a status outside 2xx, as the per-name
+    /// table and the `errors` threshold count them); `None` without requests.
+    pub fn error_ratio(&self) -> Option<f64> {
+        let (requests, failures) = endpoints::aggregate(&self.totals);
+        (requests > 0).then(|| failures as f64 / requests as f64)
     }
 
     /// CPU µs per response, `None` without responses.

@@ -59,7 +59,18 @@ pub struct Webapp {
 
 impl Webapp {
     pub fn start(args: &[&str]) -> Webapp {
-        let mut child = Command::new(webapp_bin())
+        Webapp::spawn(Command::new(webapp_bin()), args)
+    }
+
+    /// Started under `taskset -c CPU` (taskset execs it: the PID is the server's).
+    pub fn start_pinned(cpu: usize, args: &[&str]) -> Webapp {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", &cpu.to_string()]).arg(webapp_bin());
+        Webapp::spawn(cmd, args)
+    }
+
+    fn spawn(mut cmd: Command, args: &[&str]) -> Webapp {
+        let mut child = cmd
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
@@ -119,6 +130,17 @@ pub fn request(addr: &str, method: &str, path: &str) -> String {
     buf.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()
+}
+
+/// The address a `gen coordinator` announces on its first stderr line
+/// ("gen coordinator listening on ADDR (UI ...)").
+pub fn coordinator_addr(stderr: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    line.split_whitespace()
+        .nth(4)
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned()
 }
 
 pub fn gen(args: &[&str]) -> Output {
