@@ -258,8 +258,10 @@ fn cluster_kernel_latency_from_every_worker() {
         (timed - sent).abs() <= sent * 0.001 + 1.0,
         "kernel-timed {timed} vs sent {sent}"
     );
+    // The server holds each response 2 ms. (The tight bound is tests/probes.rs's job; here
+    // two workers and the server share two CPUs.)
     let p50 = k["latency"]["p50_us"].as_f64().unwrap();
-    assert!((2000.0..=2100.0).contains(&p50), "kernel p50 {p50} µs");
+    assert!((2000.0..=3000.0).contains(&p50), "kernel p50 {p50} µs");
 }
 
 #[test]
