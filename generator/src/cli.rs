@@ -9,7 +9,10 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::config::RunConfig;
-use crate::export::{progress_line, Report, EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED};
+use crate::export::{
+    current_rps, judge_abort, progress_line, Report, EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED,
+};
+use crate::measure::Snapshot;
 
 /// gen: an accurate, open-loop HTTP load generator.
 ///
@@ -146,6 +149,31 @@ pub struct Args {
     #[arg(long = "threshold", value_name = "EXPR")]
     pub thresholds: Vec<String>,
 
+    /// Users model (Locust): N simulated users, each a closed loop on its own connection
+    /// that sends, waits for the response, thinks, and sends again. The connection count is
+    /// the user count. See docs/scenarios.md.
+    #[arg(long, value_name = "N", conflicts_with_all = ["rate", "stages"])]
+    pub users: Option<u64>,
+
+    /// Users started per second (user k starts at k/R s). Default: all at once.
+    #[arg(
+        long,
+        value_name = "USERS/S",
+        requires = "users",
+        allow_negative_numbers = true
+    )]
+    pub spawn_rate: Option<f64>,
+
+    /// Think time between a user's response and its next request: fixed (1s) or uniform in
+    /// a range (0.5s..1.5s). Never counted in latency. Default 0.
+    #[arg(long, value_name = "DURATION[..DURATION]", requires = "users")]
+    pub think: Option<String>,
+
+    /// With thresholds: stop the run as soon as one is certainly failed (judged each second
+    /// on the cumulative figures; see docs/scenarios.md); the exit code is 3.
+    #[arg(long)]
+    pub abort_on_fail: bool,
+
     /// Seed of the random picks and values of a scenario (default: random). The same seed
     /// and thread count repeat the same sequence.
     #[arg(long, value_name = "N")]
@@ -246,11 +274,25 @@ pub fn run(cfg: &RunConfig) -> i32 {
     {
         eprintln!("gen: {warning}");
     }
-    let outcome = crate::engine::run(cfg, |index, snap| {
+    let control = crate::engine::Control::new();
+    let names: &[String] = cfg.scenario.as_ref().map_or(&[], |s| &s.names);
+    let info = cfg.run_info("");
+    // --abort-on-fail: everything measured so far, judged once a second.
+    let mut cumulative = Snapshot::empty();
+    let mut aborted = None;
+    let outcome = crate::engine::run_with(cfg, &control, |index, snap| {
         if live {
             let line = progress_line(snap, (index + 1) as f64, rate);
             eprint!("\r\x1b[2K{line}");
             let _ = std::io::stderr().flush();
+        }
+        if cfg.abort_on_fail && aborted.is_none() {
+            cumulative.merge(snap);
+            let secs = (index + 1) as f64;
+            aborted = judge_abort(&info, &cumulative, secs, &cfg.thresholds, names);
+            if aborted.is_some() {
+                control.stop();
+            }
         }
     });
     if live {
@@ -278,11 +320,9 @@ pub fn run(cfg: &RunConfig) -> i32 {
     )
     .with_kernel(crate::probes::finish(cfg.probes, probes_off))
     .with_thresholds(cfg.thresholds.clone())
-    .with_endpoint_names(
-        cfg.scenario
-            .as_ref()
-            .map_or(Vec::new(), |s| s.names.clone()),
-    );
+    .with_endpoint_names(names.to_vec())
+    .with_abort(aborted)
+    .with_current_rps(current_rps(&outcome.second_counts, outcome.measured_s));
     let json = report.to_json();
     if let Some(path) = &cfg.output {
         let text = serde_json::to_string_pretty(&json).unwrap_or_default();
