@@ -69,7 +69,22 @@ impl Think {
     }
 }
 
+/// Connection slots of thread `t` of `threads` when `total` are split evenly (the first
+/// threads take the remainder).
+pub fn slots_of_thread(total: usize, t: usize, threads: usize) -> usize {
+    let threads = threads.max(1);
+    total / threads + usize::from(t < total % threads)
+}
+
 impl Users {
+    /// The run-wide number of the user in slot `slot` of thread `t` of `threads`: slots
+    /// interleave across threads (as CSV rows do), so with [`slots_of_thread`] the users of
+    /// all threads are exactly `0..users`.
+    #[inline]
+    pub fn user_of(slot: usize, t: usize, threads: usize) -> u64 {
+        (slot * threads.max(1) + t) as u64
+    }
+
     /// Offset at which user `k` (numbered over the whole run) starts.
     #[inline]
     pub fn spawn_ns(&self, k: u64) -> u64 {
@@ -78,38 +93,6 @@ impl Users {
             _ => 0,
         }
     }
-}
-
-/// Splits `total` into integer parts proportional to `weights` (largest remainder), summing
-/// exactly to `total`; ties go to the earlier weight. All-zero weights split evenly.
-pub fn split_largest_remainder(total: usize, weights: &[f64]) -> Vec<usize> {
-    if weights.is_empty() {
-        return Vec::new();
-    }
-    let clean: Vec<f64> = weights
-        .iter()
-        .map(|&w| if w.is_finite() && w > 0.0 { w } else { 0.0 })
-        .collect();
-    let sum: f64 = clean.iter().sum();
-    let clean = if sum > 0.0 {
-        clean
-    } else {
-        vec![1.0; weights.len()]
-    };
-    let sum: f64 = clean.iter().sum();
-    let exact: Vec<f64> = clean.iter().map(|w| total as f64 * w / sum).collect();
-    let mut parts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
-    let given: usize = parts.iter().sum();
-    let mut order: Vec<usize> = (0..parts.len()).collect();
-    order.sort_by(|&a, &b| {
-        let ra = exact[a] - parts[a] as f64;
-        let rb = exact[b] - parts[b] as f64;
-        rb.total_cmp(&ra).then(a.cmp(&b))
-    });
-    for &i in order.iter().cycle().take(total.saturating_sub(given)) {
-        parts[i] += 1;
-    }
-    parts
 }
 
 /// One stage: over `duration`, the rate moves linearly from the previous stage's target
@@ -651,14 +634,6 @@ mod tests {
         assert_eq!(p.users().map(|u| u.users), Some(10));
     }
 
-    #[test]
-    fn largest_remainder_examples() {
-        assert_eq!(split_largest_remainder(10, &[1.0, 1.0, 1.0]), [4, 3, 3]);
-        assert_eq!(split_largest_remainder(7, &[2.0, 1.0]), [5, 2]);
-        assert_eq!(split_largest_remainder(3, &[0.0, 0.0]), [2, 1]);
-        assert!(split_largest_remainder(3, &[]).is_empty());
-    }
-
     proptest! {
         /// Think times stay inside their range, and its ends are reached.
         #[test]
@@ -670,18 +645,25 @@ mod tests {
             prop_assert_eq!(t.sample_ns(u64::MAX), a + len);
         }
 
-        /// Users split by weight sum exactly to the total, and no part is more than one away
-        /// from its exact proportional share.
+        /// The threads' users are exactly users 0..N (none twice, none missing), and spawn
+        /// times follow k / rate: user k starts within 1 ns of it, never before user k-1.
         #[test]
-        fn users_split_exactly(total in 0usize..100_000, weights in prop::collection::vec(0.0f64..64.0, 1..20)) {
-            let parts = split_largest_remainder(total, &weights);
-            prop_assert_eq!(parts.iter().sum::<usize>(), total);
-            let sum: f64 = weights.iter().sum();
-            if sum > 0.0 {
-                for (p, w) in parts.iter().zip(&weights) {
-                    let exact = total as f64 * w / sum;
-                    prop_assert!((*p as f64 - exact).abs() < 1.0 + 1e-9, "{} vs {}", p, exact);
+        fn users_cover_the_run_and_spawn_in_order(n in 1usize..5_000, threads in 1usize..64, rate in 0.1f64..10_000.0) {
+            let threads = threads.min(n);
+            let mut seen = vec![false; n];
+            for t in 0..threads {
+                for slot in 0..slots_of_thread(n, t, threads) {
+                    let k = Users::user_of(slot, t, threads) as usize;
+                    prop_assert!(k < n && !seen[k], "user {} twice or out of range", k);
+                    seen[k] = true;
                 }
+            }
+            prop_assert!(seen.iter().all(|&s| s));
+            let u = Users { users: n, spawn_rate: Some(rate), think: Think::default() };
+            for k in 1..n as u64 {
+                prop_assert!(u.spawn_ns(k - 1) <= u.spawn_ns(k));
+                let exact = k as f64 * 1e9 / rate;
+                prop_assert!((u.spawn_ns(k) as f64 - exact).abs() <= 1.0 + exact * 1e-15);
             }
         }
     }

@@ -90,6 +90,21 @@ pub fn load_config(argv: &[String]) -> Result<RunConfig, String> {
     RunConfig::from_args(&args).map_err(|e| e.to_string())
 }
 
+/// Load flags a cluster cannot run yet, as the one line that says so: the users model (the
+/// shares split a rate, not users, so every worker would run all N) and `--abort-on-fail`
+/// (nothing judges thresholds on the merged totals during the run).
+pub fn single_node_only(cfg: &RunConfig) -> Option<String> {
+    if let Some(u) = cfg.plan.users() {
+        return Some(format!(
+            "--users {} is single-node only for now (the coordinator cannot split users across workers yet); use --rate or --stage",
+            u.users
+        ));
+    }
+    cfg.abort_on_fail.then(|| {
+        "--abort-on-fail is single-node only for now (the coordinator does not judge thresholds during the run yet)".to_owned()
+    })
+}
+
 /// The coordinator: state, metrics and token behind one lock each.
 #[derive(Debug)]
 pub struct Coordinator {
@@ -158,6 +173,9 @@ impl Coordinator {
     pub fn start(&self, run: &RunRequest) -> Result<u64, String> {
         let argv = load_argv(&run.load)?;
         let cfg = load_config(&argv)?;
+        if let Some(why) = single_node_only(&cfg) {
+            return Err(why);
+        }
         let plan = &cfg.plan;
         self.metrics.set_gauges(plan.rate().unwrap_or(0.0), 0, 0);
         Ok(self.state().start(

@@ -117,7 +117,7 @@ pub fn run_with(
                 let tx = tx.clone();
                 let (shared, barrier, start_at) = (&shared, &barrier, &start_at);
                 let cpu = cpus.get(t % cpus.len().max(1)).copied();
-                let conns = cfg.connections / threads + usize::from(t < cfg.connections % threads);
+                let conns = crate::plan::slots_of_thread(cfg.connections, t, threads);
                 std::thread::Builder::new()
                     .name(format!("gen-worker-{t}"))
                     .spawn_scoped(s, move || {

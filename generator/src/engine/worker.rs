@@ -26,7 +26,7 @@ use super::conn::{Conn, Phase, RecvOutcome};
 use super::driver::{Completion, Driver, Op, Wake};
 use crate::http::tls::{TlsClient, TlsSession};
 use crate::measure::{ErrorKind, Recorder, Snapshot};
-use crate::plan::{Plan, Think};
+use crate::plan::{Plan, Think, Users};
 use crate::scenario::{Scenario, Workload};
 
 const SEC: u64 = 1_000_000_000;
@@ -166,7 +166,7 @@ impl<'a, D: Driver> Worker<'a, D> {
                 // threads' spawn times interleave into one global k / spawn_rate sequence.
                 let mut wake = BinaryHeap::with_capacity(conns);
                 for c in 0..conns {
-                    let k = (c * sh.threads + id) as u64;
+                    let k = Users::user_of(c, id, sh.threads);
                     wake.push(Reverse((u.spawn_ns(k), c as u32)));
                 }
                 UserGate {
