@@ -232,10 +232,16 @@ pub fn main() -> i32 {
                 let _ = e.print();
                 return EXIT_OK;
             }
-            // clap's own message, first line only: one clear line, the offending value in it.
+            // clap's own message, first line only: one clear line, the offending value in it
+            // (a line ending in ':' introduces a list, e.g. missing arguments: join it).
             let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("invalid arguments");
-            eprintln!("gen: {}", first.trim_start_matches("error: "));
+            let mut lines = msg.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
+            let line = match (first.ends_with(':'), lines.next()) {
+                (true, Some(next)) => format!("{first} {next}"),
+                _ => first.to_owned(),
+            };
+            eprintln!("gen: {}", line.trim_start_matches("error: "));
             return EXIT_BAD_INPUT;
         }
     };

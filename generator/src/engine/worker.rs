@@ -674,7 +674,8 @@ impl<'a, D: Driver> Worker<'a, D> {
                                 );
                             }
                         }
-                        self.user_thinks(i, now);
+                        // Think time runs from the response's arrival (kernel time), not from its reaping.
+                        self.user_thinks(i, r.done);
                         if clean {
                             if !self.conns[i as usize].send_inflight {
                                 self.arm_recv(i);
