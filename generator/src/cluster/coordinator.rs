@@ -387,6 +387,31 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The users model and --abort-on-fail are refused with one line naming them, by the
+    /// start call too (the UI and API path), not silently run N times over.
+    #[test]
+    fn single_node_only_flags_are_refused() {
+        let cfg = |a: &[&str]| load_config(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let users = cfg(&["--users", "5", "http://127.0.0.1:1/"]).unwrap();
+        assert!(single_node_only(&users).unwrap().contains("--users 5"));
+        let abort = cfg(&[
+            "--threshold",
+            "errors<1%",
+            "--abort-on-fail",
+            "http://127.0.0.1:1/",
+        ]);
+        assert!(single_node_only(&abort.unwrap())
+            .unwrap()
+            .contains("--abort-on-fail"));
+        assert!(single_node_only(&cfg(&["--rate", "5", "http://127.0.0.1:1/"]).unwrap()).is_none());
+        let err = Coordinator::new(None)
+            .start(&RunRequest {
+                load: json!({"target": "http://127.0.0.1:1/", "users": 5}),
+            })
+            .unwrap_err();
+        assert!(err.contains("--users 5"), "{err}");
+    }
+
     #[test]
     fn load_objects_become_flags() {
         let argv = load_argv(&json!({
