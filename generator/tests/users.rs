@@ -11,6 +11,15 @@ use std::collections::{HashMap, HashSet};
 use common::{gen, gen_json, recording_server, Webapp};
 use generator::http::template::is_uuid_v4;
 
+/// A scenario file `NAME.toml` with `text`, in a directory of this test process.
+fn scenario_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gen-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
 /// Requests user `k` (spawned at `k / rate`) starts within second `sec`, looping every `cycle`
 /// seconds (think + service), in a run of `len` seconds.
 fn planned_starts(users: u64, rate: f64, cycle: f64, sec: u64, len: f64) -> f64 {
@@ -68,10 +77,7 @@ fn rate_is_users_over_think_plus_service() {
 #[test]
 fn spawn_rate_ramps_and_current_rps_shows_the_end() {
     let app = Webapp::start(&[]);
-    let dir = std::env::temp_dir().join(format!("gen-users-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("one.toml");
-    std::fs::write(&file, "[[request]]\nname = \"home\"\npath = \"/\"\n").unwrap();
+    let file = scenario_file("one", "[[request]]\nname = \"home\"\npath = \"/\"\n");
     // 20 users at 10/s: users join over the first 2 s, then 20 users loop at ~100 ms.
     let r = gen_json(&[
         "--scenario",
@@ -128,14 +134,10 @@ fn spawn_rate_ramps_and_current_rps_shows_the_end() {
 #[test]
 fn each_user_keeps_one_id_and_users_differ() {
     let (addr, seen) = recording_server();
-    let dir = std::env::temp_dir().join(format!("gen-users-id-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("id.toml");
-    std::fs::write(
-        &file,
+    let file = scenario_file(
+        "id",
         "[[request]]\nmethod = \"POST\"\npath = \"/u\"\nform = { id = \"{{user.id}}\" }\n",
-    )
-    .unwrap();
+    );
     let r = gen_json(&[
         "--scenario",
         file.to_str().unwrap(),
