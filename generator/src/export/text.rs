@@ -421,6 +421,33 @@ mod tests {
     }
 
     #[test]
+    fn users_model_line_names_users_spawn_and_think() {
+        let mut run = info(Mode::Closed { connections: 20 });
+        run.users = Some(crate::export::UsersInfo {
+            users: 20,
+            spawn_rate: Some(5.0),
+            think_min_s: 0.5,
+            think_max_s: 1.5,
+        });
+        let text = Report::new(run.clone(), &snap(10, 0), &[], 2.0, Cpu::default()).to_text(false);
+        assert!(
+            text.contains("users model: 20 users spawned at 5.00/s, think 500.00ms..1.50s"),
+            "{text}"
+        );
+        run.users = Some(crate::export::UsersInfo {
+            users: 3,
+            spawn_rate: None,
+            think_min_s: 0.1,
+            think_max_s: 0.1,
+        });
+        let text = Report::new(run, &snap(10, 0), &[], 2.0, Cpu::default()).to_text(false);
+        assert!(
+            text.contains("users model: 3 users all started at once, think 100.00ms"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn closed_report_with_errors_and_warning() {
         let mut t = snap(10, 2_000);
         let mut r = Recorder::new();

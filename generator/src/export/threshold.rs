@@ -269,6 +269,39 @@ pub fn json(r: &Report) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    /// The abort rule: failed thresholds abort only past their minimum sample; `rate` and
+    /// the directions that more data could rescue never do.
+    #[test]
+    fn certainly_failed_waits_for_enough_samples() {
+        use crate::export::tests::{info, snap};
+        use crate::export::{Cpu, Mode};
+        let judge = |n: u64, th: &[&str]| {
+            let ths = th.iter().map(|t| Threshold::parse(t).unwrap()).collect();
+            let r = Report::new(
+                info(Mode::Closed { connections: 8 }),
+                &snap(n, 0),
+                &[],
+                1.0,
+                Cpu::default(),
+            )
+            .with_thresholds(ths);
+            certainly_failed(&r).map(|t| t.source.clone())
+        };
+        // Every response takes 2 ms.
+        assert_eq!(judge(1, &["max<1ms"]).as_deref(), Some("max<1ms"));
+        assert_eq!(judge(1, &["max>1s", "min<1us", "rate>1e9"]), None);
+        assert_eq!(judge(99, &["mean<1ms"]), None);
+        assert_eq!(judge(100, &["mean<1ms"]).as_deref(), Some("mean<1ms"));
+        assert_eq!(judge(999, &["p99<1ms"]), None, "p99 needs 1000 responses");
+        assert_eq!(judge(1000, &["p99<1ms"]).as_deref(), Some("p99<1ms"));
+        assert_eq!(judge(1000, &["p99<10ms", "errors<1%"]), None, "both pass");
+        assert_eq!(
+            judge(100_000, &["p100<1ms"]),
+            None,
+            "p100 is judged at the end"
+        );
+    }
+
     #[test]
     fn parses_every_form() {
         let t = Threshold::parse("p99<250ms").unwrap();
