@@ -9,7 +9,11 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::config::RunConfig;
-use crate::export::{progress_line, write_files, Report, EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED};
+use crate::export::{
+    current_rps, judge_abort, progress_line, write_files, Report, EXIT_BAD_INPUT, EXIT_OK,
+    EXIT_RUN_FAILED,
+};
+use crate::measure::Snapshot;
 
 /// gen: an accurate, open-loop HTTP load generator.
 ///
@@ -151,6 +155,31 @@ pub struct Args {
     #[arg(long = "threshold", value_name = "EXPR")]
     pub thresholds: Vec<String>,
 
+    /// Users model (Locust): N simulated users, each a closed loop on its own connection
+    /// that sends, waits for the response, thinks, and sends again. The connection count is
+    /// the user count. See docs/scenarios.md.
+    #[arg(long, value_name = "N", conflicts_with_all = ["rate", "stages"])]
+    pub users: Option<u64>,
+
+    /// Users started per second (user k starts at k/R s). Default: all at once.
+    #[arg(
+        long,
+        value_name = "USERS/S",
+        requires = "users",
+        allow_negative_numbers = true
+    )]
+    pub spawn_rate: Option<f64>,
+
+    /// Think time between a user's response and its next request: fixed (1s) or uniform in
+    /// a range (0.5s..1.5s). Never counted in latency. Default 0.
+    #[arg(long, value_name = "DURATION[..DURATION]", requires = "users")]
+    pub think: Option<String>,
+
+    /// With thresholds: stop the run as soon as one is certainly failed (judged each second
+    /// on the cumulative figures; see docs/scenarios.md); the exit code is 3.
+    #[arg(long)]
+    pub abort_on_fail: bool,
+
     /// Seed of the random picks and values of a scenario (default: random). The same seed
     /// and thread count repeat the same sequence.
     #[arg(long, value_name = "N")]
@@ -234,10 +263,16 @@ pub fn clap_exit_code(e: clap::Error) -> i32 {
         let _ = e.print();
         return EXIT_OK;
     }
-    // clap's own message, first line only: one clear line, the offending value in it.
+    // clap's own message, first line only: one clear line, the offending value in it
+    // (a line ending in ':' introduces a list, e.g. missing arguments: join it).
     let msg = e.to_string();
-    let first = msg.lines().next().unwrap_or("invalid arguments");
-    eprintln!("gen: {}", first.trim_start_matches("error: "));
+    let mut lines = msg.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let line = match (first.ends_with(':'), lines.next()) {
+        (true, Some(next)) => format!("{first} {next}"),
+        _ => first.to_owned(),
+    };
+    eprintln!("gen: {}", line.trim_start_matches("error: "));
     EXIT_BAD_INPUT
 }
 
@@ -268,11 +303,25 @@ pub fn measure(cfg: &RunConfig, progress: bool) -> Result<Report, i32> {
     {
         eprintln!("gen: {warning}");
     }
-    let outcome = crate::engine::run(cfg, |index, snap| {
+    let control = crate::engine::Control::new();
+    let names: &[String] = cfg.scenario.as_ref().map_or(&[], |s| &s.names);
+    let info = cfg.run_info("");
+    // --abort-on-fail: everything measured so far, judged once a second.
+    let mut cumulative = Snapshot::empty();
+    let mut aborted = None;
+    let outcome = crate::engine::run_with(cfg, &control, |index, snap| {
         if live {
             let line = progress_line(snap, (index + 1) as f64, rate);
             eprint!("\r\x1b[2K{line}");
             let _ = std::io::stderr().flush();
+        }
+        if cfg.abort_on_fail && aborted.is_none() {
+            cumulative.merge(snap);
+            let secs = (index + 1) as f64;
+            aborted = judge_abort(&info, &cumulative, secs, &cfg.thresholds, names);
+            if aborted.is_some() {
+                control.stop();
+            }
         }
     });
     if live {
@@ -300,11 +349,9 @@ pub fn measure(cfg: &RunConfig, progress: bool) -> Result<Report, i32> {
     )
     .with_kernel(crate::probes::finish(cfg.probes, probes_off))
     .with_thresholds(cfg.thresholds.clone())
-    .with_endpoint_names(
-        cfg.scenario
-            .as_ref()
-            .map_or(Vec::new(), |s| s.names.clone()),
-    ))
+    .with_endpoint_names(names.to_vec())
+    .with_abort(aborted)
+    .with_current_rps(current_rps(&outcome.second_counts, outcome.measured_s)))
 }
 
 /// Run a resolved configuration, print the report, return the exit code.

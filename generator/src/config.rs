@@ -12,7 +12,7 @@ use crate::export::{Mode, RunInfo};
 use crate::http::request::{parse_header_arg, RequestError, RequestSpec};
 use crate::http::target::{Target, TargetError};
 use crate::http::tls::{TlsClient, TlsConfigError, TlsOptions};
-use crate::plan::{Load, Plan, Ramp, Stage};
+use crate::plan::{Load, Plan, Ramp, Stage, Think, Users};
 
 /// Why a command line cannot run. Each message names the bad value.
 #[derive(Debug, Error)]
@@ -33,6 +33,16 @@ pub enum ConfigError {
     Rate(f64),
     #[error("invalid {flag} {value} (must be at least 1)")]
     Zero { flag: &'static str, value: u64 },
+    #[error("invalid --spawn-rate {0} (must be a positive number of users per second)")]
+    SpawnRate(f64),
+    #[error("{0}")]
+    Think(String),
+    #[error("--connections {connections} conflicts with --users {users} (in the users model each user is one connection; drop --connections)")]
+    UsersConnections { users: u64, connections: usize },
+    #[error(
+        "--abort-on-fail needs a threshold (--threshold EXPR or thresholds in the scenario file)"
+    )]
+    AbortWithoutThreshold,
     #[error("invalid duration {0:?} (must be longer than zero)")]
     Duration(Duration),
     #[error(transparent)]
@@ -83,6 +93,8 @@ pub struct RunConfig {
     pub seed: u64,
     /// `--threshold` and the scenario's thresholds.
     pub thresholds: Vec<crate::export::Threshold>,
+    /// `--abort-on-fail`: stop as soon as a threshold is certainly failed.
+    pub abort_on_fail: bool,
 }
 
 impl RunConfig {
@@ -108,8 +120,11 @@ impl RunConfig {
         } else {
             None
         };
-        let rate = a.rate.or(scenario.as_ref().and_then(|s| s.rate));
-        let stages = match (&scenario, a.rate) {
+        let users = users_of(a)?;
+        // Flags win over the file's [load]: --users replaces its rate or stages.
+        let file_load = scenario.as_ref().filter(|_| users.is_none());
+        let rate = a.rate.or(file_load.and_then(|s| s.rate));
+        let stages = match (file_load, a.rate) {
             _ if !a.stages.is_empty() => a.stages.clone(),
             (Some(sc), None) => sc.stages.clone(),
             _ => Vec::new(),
@@ -130,11 +145,15 @@ impl RunConfig {
             }
             thresholds.push(th);
         }
-        let load = match (&ramp, rate) {
-            (Some(r), _) => Load::Ramp(r.clone()),
-            (None, Some(r)) if r.is_finite() && r > 0.0 => Load::Open { rate: r },
-            (None, Some(r)) => return Err(ConfigError::Rate(r)),
-            (None, None) => Load::Closed,
+        if a.abort_on_fail && thresholds.is_empty() {
+            return Err(ConfigError::AbortWithoutThreshold);
+        }
+        let load = match (users.clone(), &ramp, rate) {
+            (Some(u), _, _) => Load::Users(u),
+            (None, Some(r), _) => Load::Ramp(r.clone()),
+            (None, None, Some(r)) if r.is_finite() && r > 0.0 => Load::Open { rate: r },
+            (None, None, Some(r)) => return Err(ConfigError::Rate(r)),
+            (None, None, None) => Load::Closed,
         };
         for (flag, v) in [
             ("--connections", a.connections.map(|v| v as u64)),
@@ -197,10 +216,19 @@ impl RunConfig {
             requests: None,
         }
         .peak_rate();
-        let connections = a.connections.unwrap_or(match peak {
-            Some(rate) => ((rate * 0.010).ceil() as usize).clamp(4 * threads, 10_000),
-            None => 64,
-        });
+        let connections = match (&users, a.connections) {
+            (Some(u), Some(c)) if c != u.users => {
+                return Err(ConfigError::UsersConnections {
+                    users: u.users as u64,
+                    connections: c,
+                })
+            }
+            (Some(u), _) => u.users,
+            (None, c) => c.unwrap_or(match peak {
+                Some(rate) => ((rate * 0.010).ceil() as usize).clamp(4 * threads, 10_000),
+                None => 64,
+            }),
+        };
         // A thread without a connection would have nothing to do.
         threads = threads.min(connections);
         let max_queue = a.max_queue.unwrap_or(match peak {
@@ -250,6 +278,7 @@ impl RunConfig {
             scenario,
             seed: a.seed.unwrap_or_else(random_seed),
             thresholds,
+            abort_on_fail: a.abort_on_fail,
         })
     }
 
@@ -261,7 +290,7 @@ impl RunConfig {
             method: self.method.clone(),
             mode: match self.plan.load {
                 Load::Open { rate } => Mode::Open { rate },
-                Load::Closed => Mode::Closed {
+                Load::Closed | Load::Users(_) => Mode::Closed {
                     connections: self.connections,
                 },
                 Load::Ramp(_) => Mode::Open {
@@ -272,12 +301,43 @@ impl RunConfig {
             warmup_s: self.plan.warmup.as_secs_f64(),
             threads: self.threads,
             connections: self.connections,
+            users: self.plan.users().map(|u| crate::export::UsersInfo {
+                users: u.users,
+                spawn_rate: u.spawn_rate,
+                think_min_s: u.think.min.as_secs_f64(),
+                think_max_s: u.think.max.as_secs_f64(),
+            }),
             driver: driver.to_string(),
             started_at_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         }
     }
+}
+
+/// The users model from `--users`, `--spawn-rate`, `--think`; `None` without `--users`.
+fn users_of(a: &Args) -> Result<Option<Users>, ConfigError> {
+    let Some(n) = a.users else { return Ok(None) };
+    if n == 0 {
+        return Err(ConfigError::Zero {
+            flag: "--users",
+            value: 0,
+        });
+    }
+    if let Some(r) = a.spawn_rate {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(ConfigError::SpawnRate(r));
+        }
+    }
+    let think = match &a.think {
+        Some(t) => Think::parse(t).map_err(ConfigError::Think)?,
+        None => Think::default(),
+    };
+    Ok(Some(Users {
+        users: n as usize,
+        spawn_rate: a.spawn_rate,
+        think,
+    }))
 }
 
 /// Compiles `--stage` (or the scenario's) stages; `None` without any.
@@ -369,6 +429,59 @@ mod tests {
         );
         assert!(msg(&["-H", "nocolon", "http://127.0.0.1/"]).contains("nocolon"));
         assert!(msg(&[]).contains("no target"));
+    }
+
+    #[test]
+    fn users_mode_resolves_and_names_bad_values() {
+        let c = cfg(&[
+            "--users",
+            "20",
+            "--spawn-rate",
+            "5",
+            "--think",
+            "0.5s..1.5s",
+            "--threads",
+            "2",
+            "http://127.0.0.1:9/",
+        ])
+        .unwrap();
+        assert_eq!(c.connections, 20);
+        let u = c.plan.users().unwrap();
+        assert_eq!((u.users, u.spawn_rate), (20, Some(5.0)));
+        assert_eq!(u.think.max, Duration::from_millis(1500));
+        assert!(!c.plan.is_open());
+        let info = c.run_info("io_uring");
+        assert_eq!(info.users.as_ref().map(|u| u.users), Some(20));
+        // Fewer users than threads: one thread per user at most.
+        let c = cfg(&["--users", "1", "--threads", "4", "http://127.0.0.1:9/"]).unwrap();
+        assert_eq!((c.threads, c.connections), (1, 1));
+        // An explicit --connections equal to the user count is harmless.
+        assert!(cfg(&["--users", "3", "-c", "3", "http://127.0.0.1:9/"]).is_ok());
+        let msg = |a: &[&str]| cfg(a).unwrap_err().to_string();
+        assert!(msg(&["--users", "0", "http://127.0.0.1/"]).contains("--users 0"));
+        assert!(
+            msg(&["--users", "2", "--spawn-rate", "0", "http://127.0.0.1/"])
+                .contains("--spawn-rate 0")
+        );
+        assert!(
+            msg(&["--users", "2", "--think", "2s..1s", "http://127.0.0.1/"]).contains("\"2s..1s\"")
+        );
+        let e = msg(&["--users", "2", "-c", "5", "http://127.0.0.1/"]);
+        assert!(
+            e.contains("--connections 5") && e.contains("--users 2"),
+            "{e}"
+        );
+        assert!(msg(&["--abort-on-fail", "http://127.0.0.1/"]).contains("threshold"));
+        for bad in [
+            &["--users", "2", "--rate", "5", "http://127.0.0.1/"][..],
+            &["--users", "2", "--stage", "1s:5", "http://127.0.0.1/"],
+            &["--spawn-rate", "2", "http://127.0.0.1/"],
+            &["--think", "1s", "http://127.0.0.1/"],
+        ] {
+            let mut v = vec!["gen"];
+            v.extend_from_slice(bad);
+            assert!(Args::try_parse_from(v).is_err(), "{bad:?}");
+        }
     }
 
     /// A name that does not resolve is not bad input: the run goes on and counts it.

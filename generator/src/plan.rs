@@ -20,6 +20,79 @@ pub enum Load {
     /// Open model whose rate follows stages (linear ramps, steps, spikes), from the run's
     /// start (warm-up included).
     Ramp(Ramp),
+    /// Closed model of `users` simulated users (Locust): each loops send, wait for the
+    /// response, think, send; user `k` of the run starts at `k / spawn_rate` seconds (all
+    /// at once without a spawn rate). One user is one connection slot.
+    Users(Users),
+}
+
+/// The users model's parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Users {
+    pub users: usize,
+    /// Users started per second; `None` starts them all at once.
+    pub spawn_rate: Option<f64>,
+    pub think: Think,
+}
+
+/// Think time between a user's response and its next request: fixed (`min == max`) or
+/// uniform in `min..=max`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Think {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Think {
+    /// Parses `1s` (fixed) or `0.5s..1.5s` (uniform in the range).
+    pub fn parse(s: &str) -> Result<Think, String> {
+        let bad =
+            |why: &str| format!("invalid think time \"{s}\" ({why}; use e.g. 1s or 0.5s..1.5s)");
+        let dur = |d: &str| crate::cli::parse_duration(d).map_err(|_| bad("bad duration"));
+        let (min, max) = match s.split_once("..") {
+            Some((a, b)) => (dur(a)?, dur(b)?),
+            None => (dur(s)?, dur(s)?),
+        };
+        if min > max {
+            return Err(bad("the range ends before it starts"));
+        }
+        Ok(Think { min, max })
+    }
+
+    /// One think time in ns from a uniform draw `x` in `0..=u64::MAX`.
+    #[inline]
+    pub fn sample_ns(&self, x: u64) -> u64 {
+        let lo = self.min.as_nanos() as u64;
+        let span = (self.max.as_nanos() as u64).saturating_sub(lo);
+        // Multiply-shift maps x onto 0..=span without a division or a bias worth measuring.
+        lo + ((u128::from(x) * (u128::from(span) + 1)) >> 64) as u64
+    }
+}
+
+/// Connection slots of thread `t` of `threads` when `total` are split evenly (the first
+/// threads take the remainder).
+pub fn slots_of_thread(total: usize, t: usize, threads: usize) -> usize {
+    let threads = threads.max(1);
+    total / threads + usize::from(t < total % threads)
+}
+
+impl Users {
+    /// The run-wide number of the user in slot `slot` of thread `t` of `threads`: slots
+    /// interleave across threads (as CSV rows do), so with [`slots_of_thread`] the users of
+    /// all threads are exactly `0..users`.
+    #[inline]
+    pub fn user_of(slot: usize, t: usize, threads: usize) -> u64 {
+        (slot * threads.max(1) + t) as u64
+    }
+
+    /// Offset at which user `k` (numbered over the whole run) starts.
+    #[inline]
+    pub fn spawn_ns(&self, k: u64) -> u64 {
+        match self.spawn_rate {
+            Some(r) if r > 0.0 => (k as f64 * 1e9 / r) as u64,
+            _ => 0,
+        }
+    }
 }
 
 /// One stage: over `duration`, the rate moves linearly from the previous stage's target
@@ -228,7 +301,7 @@ impl Plan {
     pub fn rate(&self) -> Option<f64> {
         match &self.load {
             Load::Open { rate } => Some(*rate),
-            Load::Closed => None,
+            Load::Closed | Load::Users(_) => None,
             // The average over the measured window: what the achieved rate is judged against.
             Load::Ramp(r) => {
                 let w = self.warmup.as_secs_f64();
@@ -246,14 +319,22 @@ impl Plan {
     pub fn peak_rate(&self) -> Option<f64> {
         match &self.load {
             Load::Open { rate } => Some(*rate),
-            Load::Closed => None,
+            Load::Closed | Load::Users(_) => None,
             Load::Ramp(r) => Some(r.peak_rate()),
         }
     }
 
     /// Whether requests leave on a schedule (open model), rather than on completions.
     pub fn is_open(&self) -> bool {
-        !matches!(self.load, Load::Closed)
+        !matches!(self.load, Load::Closed | Load::Users(_))
+    }
+
+    /// The users model's parameters, if this is one.
+    pub fn users(&self) -> Option<&Users> {
+        match &self.load {
+            Load::Users(u) => Some(u),
+            _ => None,
+        }
     }
 
     /// Offset of the start of the measured window.
@@ -278,7 +359,7 @@ impl Plan {
                 self.warmup.as_secs_f64() * rate,
             ),
             Load::Ramp(r) => (r.due_ns(i)?, r.count_before(self.warmup.as_secs_f64())),
-            Load::Closed => return None,
+            Load::Closed | Load::Users(_) => return None,
         };
         if let Some(n) = self.requests {
             if i >= (warm.ceil() as u64).saturating_add(n) {
@@ -295,7 +376,7 @@ impl Plan {
     /// total): from each offset the factor in force, 0 before the first step. Steps must
     /// ascend. A plan scaled with one more, later step agrees with the previous one on every
     /// request due before that step, so a running engine can switch to it (rebalancing).
-    /// Closed-model plans are returned unchanged.
+    /// Closed-model plans (users included) are returned unchanged.
     pub fn scaled(&self, steps: &[(Duration, f64)]) -> Plan {
         let steps: Vec<(f64, f64)> = steps
             .iter()
@@ -307,7 +388,7 @@ impl Plan {
             })
             .collect();
         let ramp = match &self.load {
-            Load::Closed => return self.clone(),
+            Load::Closed | Load::Users(_) => return self.clone(),
             Load::Ramp(r) => r.clone(),
             // A constant rate is one flat piece to the end of the run (or far beyond it
             // when only a request count bounds the run).
@@ -501,6 +582,90 @@ mod tests {
             ..ramp.clone()
         };
         assert_eq!(closed.scaled(&[(s(0.0), 0.5)]), closed);
+    }
+
+    #[test]
+    fn think_parses_fixed_and_ranges_and_names_bad_values() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            Think::parse("1s"),
+            Ok(Think {
+                min: ms(1000),
+                max: ms(1000)
+            })
+        );
+        assert_eq!(
+            Think::parse("0.5s..1.5s"),
+            Ok(Think {
+                min: ms(500),
+                max: ms(1500)
+            })
+        );
+        for bad in ["2s..1s", "x", "1s..", "..1s", "1s..2x"] {
+            let e = Think::parse(bad).unwrap_err();
+            assert!(e.contains(&format!("\"{bad}\"")), "{e}");
+        }
+        let fixed = Think::parse("100ms").unwrap();
+        assert_eq!(fixed.sample_ns(0), 100_000_000);
+        assert_eq!(fixed.sample_ns(u64::MAX), 100_000_000);
+    }
+
+    #[test]
+    fn users_spawn_at_k_over_rate_and_are_closed() {
+        let mut u = Users {
+            users: 10,
+            spawn_rate: Some(4.0),
+            think: Think::default(),
+        };
+        assert_eq!(u.spawn_ns(0), 0);
+        assert_eq!(u.spawn_ns(1), 250_000_000);
+        assert_eq!(u.spawn_ns(9), 2_250_000_000);
+        u.spawn_rate = None;
+        assert_eq!(u.spawn_ns(9), 0);
+        let p = Plan {
+            load: Load::Users(u),
+            warmup: Duration::ZERO,
+            duration: Some(Duration::from_secs(3)),
+            requests: None,
+        };
+        assert!(!p.is_open());
+        assert_eq!((p.rate(), p.peak_rate(), p.due_ns(0)), (None, None, None));
+        assert_eq!(p.scaled(&[(Duration::ZERO, 0.5)]), p);
+        assert_eq!(p.users().map(|u| u.users), Some(10));
+    }
+
+    proptest! {
+        /// Think times stay inside their range, and its ends are reached.
+        #[test]
+        fn think_samples_stay_in_range(a in 0u64..10_000_000_000, len in 0u64..10_000_000_000, x: u64) {
+            let t = Think { min: Duration::from_nanos(a), max: Duration::from_nanos(a + len) };
+            let v = t.sample_ns(x);
+            prop_assert!(v >= a && v <= a + len, "{} not in {}..={}", v, a, a + len);
+            prop_assert_eq!(t.sample_ns(0), a);
+            prop_assert_eq!(t.sample_ns(u64::MAX), a + len);
+        }
+
+        /// The threads' users are exactly users 0..N (none twice, none missing), and spawn
+        /// times follow k / rate: user k starts within 1 ns of it, never before user k-1.
+        #[test]
+        fn users_cover_the_run_and_spawn_in_order(n in 1usize..5_000, threads in 1usize..64, rate in 0.1f64..10_000.0) {
+            let threads = threads.min(n);
+            let mut seen = vec![false; n];
+            for t in 0..threads {
+                for slot in 0..slots_of_thread(n, t, threads) {
+                    let k = Users::user_of(slot, t, threads) as usize;
+                    prop_assert!(k < n && !seen[k], "user {} twice or out of range", k);
+                    seen[k] = true;
+                }
+            }
+            prop_assert!(seen.iter().all(|&s| s));
+            let u = Users { users: n, spawn_rate: Some(rate), think: Think::default() };
+            for k in 1..n as u64 {
+                prop_assert!(u.spawn_ns(k - 1) <= u.spawn_ns(k));
+                let exact = k as f64 * 1e9 / rate;
+                prop_assert!((u.spawn_ns(k) as f64 - exact).abs() <= 1.0 + exact * 1e-15);
+            }
+        }
     }
 
     proptest! {

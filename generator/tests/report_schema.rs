@@ -2,7 +2,7 @@
 //! runs, with and without errors and a time series; and the schema is strict enough to reject
 //! a broken document (so this test can fail).
 
-use generator::export::{Cpu, Mode, Report, RunInfo};
+use generator::export::{Abort, Cpu, Mode, Report, RunInfo, Threshold, UsersInfo};
 use generator::measure::{ErrorKind, Recorder, Snapshot};
 use serde_json::Value;
 
@@ -34,6 +34,7 @@ fn info(mode: Mode) -> RunInfo {
         warmup_s: 0.5,
         threads: 2,
         connections: 16,
+        users: None,
         driver: "io_uring".into(),
         started_at_unix_ms: 1_764_000_000_000,
     }
@@ -279,4 +280,41 @@ fn kernel_probe_figures() {
     let mut figures_when_off = report(KernelStatus::Off);
     figures_when_off["kernel"]["retransmits"] = 1.into();
     assert!(!v.is_valid(&figures_when_off), "off has no figures");
+}
+
+/// The users model's run info, an abort by --abort-on-fail and the per-name current RPS
+/// validate; a users block with 0 users or an abort without its threshold does not.
+#[test]
+fn users_run_aborted_with_current_rps() {
+    let (totals, parts) = series(true);
+    let mut run = info(Mode::Closed { connections: 16 });
+    run.users = Some(UsersInfo {
+        users: 16,
+        spawn_rate: Some(4.0),
+        think_min_s: 0.5,
+        think_max_s: 1.5,
+    });
+    let r = Report::new(run, &totals, &parts, 3.0, Cpu::default())
+        .with_endpoint_names(vec!["/metrics".into()])
+        .with_thresholds(vec![Threshold::parse("errors<0.1%").unwrap()])
+        .with_abort(Some(Abort {
+            threshold: "errors<0.1%".into(),
+            at_s: 2.0,
+        }))
+        .with_current_rps(Some(vec![12.5, 13.0]));
+    let mut doc = r.to_json();
+    assert_valid(&doc);
+    assert_eq!(doc["run"]["users"]["spawn_rate"], 4.0);
+    assert_eq!(doc["aborted"]["threshold"], "errors<0.1%");
+    assert_eq!(doc["exit_code"], 3);
+    let rows = doc["endpoints"].as_array().unwrap();
+    assert_eq!(rows.last().unwrap()["current_rps"], 13.0);
+    doc["run"]["users"]["users"] = 0.into();
+    assert!(schema().iter_errors(&doc).next().is_some(), "0 users");
+    doc["run"]["users"]["users"] = 16.into();
+    doc["aborted"] = serde_json::json!({ "at_s": 2.0 });
+    assert!(
+        schema().iter_errors(&doc).next().is_some(),
+        "abort without threshold"
+    );
 }

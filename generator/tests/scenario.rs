@@ -7,75 +7,15 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{gen_bin, gen_json, Webapp};
+use common::{gen_bin, gen_json, recording_server, Webapp};
 use generator::http::template::is_uuid_v4;
 
 fn seed() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/seed.toml").to_string()
-}
-
-/// One request as the recording server saw it: connection number, path, body.
-type Seen = (usize, String, Vec<u8>);
-
-/// A keep-alive HTTP/1.1 server that answers every request `200 ok` and records it.
-fn recording_server() -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for (n, stream) in listener.incoming().enumerate() {
-            let Ok(s) = stream else { continue };
-            let log = log.clone();
-            std::thread::spawn(move || serve(n, s, &log));
-        }
-    });
-    (addr, seen)
-}
-
-fn serve(conn: usize, mut s: TcpStream, log: &Mutex<Vec<Seen>>) {
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        // Parse every complete request in the buffer.
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut req = httparse::Request::new(&mut headers);
-            let Ok(httparse::Status::Complete(head)) = req.parse(&buf) else {
-                break;
-            };
-            let len = req
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .map_or(0, |h| {
-                    std::str::from_utf8(h.value).unwrap().parse().unwrap()
-                });
-            if buf.len() < head + len {
-                break;
-            }
-            let path = req.path.unwrap_or("").to_string();
-            log.lock()
-                .unwrap()
-                .push((conn, path, buf[head..head + len].to_vec()));
-            buf.drain(..head + len);
-            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                .is_err()
-            {
-                return;
-            }
-        }
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
 }
 
 fn form(body: &[u8]) -> Vec<(String, String)> {

@@ -113,3 +113,69 @@ fn per_name_thresholds_from_flags_and_file() {
         assert!(err.contains(needle), "{t}: {err}");
     }
 }
+
+/// `--abort-on-fail`: half the responses are 500s, so `errors<1%` is certainly failed after
+/// the first second; a 30 s run stops within a few seconds with exit 3 and says why. Without
+/// the flag the same threshold only fails at the end (checked on a short run).
+#[test]
+fn abort_on_fail_stops_the_run_early() {
+    let app = Webapp::start(&["--error-rate", "0.5"]);
+    let url = app.url("/");
+    let t0 = std::time::Instant::now();
+    let (code, doc) = run_json(&[
+        "--rate",
+        "200",
+        "--duration",
+        "30s",
+        "--threshold",
+        "p99<10s",
+        "--threshold",
+        "errors<1%",
+        "--abort-on-fail",
+        &url,
+    ]);
+    let took = t0.elapsed();
+    assert_eq!(code, 3, "{doc}");
+    assert!(took.as_secs_f64() < 10.0, "took {took:?}");
+    assert_eq!(doc["aborted"]["threshold"], "errors<1%");
+    let at = doc["aborted"]["at_s"].as_f64().unwrap();
+    assert!((1.0..=5.0).contains(&at), "aborted at {at}");
+    // Rates are over the time it really ran, not the planned 30 s.
+    let measured = doc["run"]["measured_s"].as_f64().unwrap();
+    assert!(measured < 6.0, "measured_s {measured}");
+    let achieved = doc["throughput"]["achieved_rate"].as_f64().unwrap();
+    assert!((achieved - 200.0).abs() < 20.0, "achieved {achieved}");
+    assert_eq!(verdict(&doc, "p99<10s")["pass"], true);
+    common::assert_schema_valid(&doc);
+    let out = gen(&[
+        "--rate",
+        "200",
+        "--duration",
+        "30s",
+        "--threshold",
+        "errors<1%",
+        "--abort-on-fail",
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("run aborted after") && text.contains("errors<1%"),
+        "{text}"
+    );
+    // A passing threshold never aborts: the run lasts its planned length.
+    let healthy = Webapp::start(&[]);
+    let (code, doc) = run_json(&[
+        "--rate",
+        "200",
+        "--duration",
+        "2s",
+        "--threshold",
+        "errors<1%",
+        "--abort-on-fail",
+        &healthy.url("/"),
+    ]);
+    assert_eq!(code, 0, "{doc}");
+    assert!(doc.get("aborted").is_none(), "{doc}");
+    assert_eq!(doc["run"]["measured_s"], 2.0);
+}

@@ -170,6 +170,10 @@ pub fn coordinator_main(argv: Vec<String>) -> i32 {
     } else {
         None
     };
+    if let Some(why) = cfg.as_ref().and_then(super::coordinator::single_node_only) {
+        eprintln!("gen: {why}");
+        return EXIT_BAD_INPUT;
+    }
     if args.expect_workers.is_some() && cfg.is_none() {
         eprintln!(
             "gen: --expect-workers runs headless and needs the load flags (--target URL ...)"

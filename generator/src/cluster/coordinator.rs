@@ -90,6 +90,21 @@ pub fn load_config(argv: &[String]) -> Result<RunConfig, String> {
     RunConfig::from_args(&args).map_err(|e| e.to_string())
 }
 
+/// Load flags a cluster cannot run yet, as the one line that says so: the users model (the
+/// shares split a rate, not users, so every worker would run all N) and `--abort-on-fail`
+/// (nothing judges thresholds on the merged totals during the run).
+pub fn single_node_only(cfg: &RunConfig) -> Option<String> {
+    if let Some(u) = cfg.plan.users() {
+        return Some(format!(
+            "--users {} is single-node only for now (the coordinator cannot split users across workers yet); use --rate or --stage",
+            u.users
+        ));
+    }
+    cfg.abort_on_fail.then(|| {
+        "--abort-on-fail is single-node only for now (the coordinator does not judge thresholds during the run yet)".to_owned()
+    })
+}
+
 /// The coordinator: state, metrics and token behind one lock each.
 #[derive(Debug)]
 pub struct Coordinator {
@@ -187,6 +202,9 @@ impl Coordinator {
     pub fn start(&self, run: &RunRequest) -> Result<u64, String> {
         let argv = load_argv(&run.load)?;
         let cfg = load_config(&argv)?;
+        if let Some(why) = single_node_only(&cfg) {
+            return Err(why);
+        }
         let plan = &cfg.plan;
         self.metrics.set_gauges(plan.rate().unwrap_or(0.0), 0, 0);
         let mut st = self.state();
@@ -449,6 +467,31 @@ fn point_json(p: &SeriesPoint, kernel: Option<(u64, u64)>) -> serde_json::Value 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The users model and --abort-on-fail are refused with one line naming them, by the
+    /// start call too (the UI and API path), not silently run N times over.
+    #[test]
+    fn single_node_only_flags_are_refused() {
+        let cfg = |a: &[&str]| load_config(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let users = cfg(&["--users", "5", "http://127.0.0.1:1/"]).unwrap();
+        assert!(single_node_only(&users).unwrap().contains("--users 5"));
+        let abort = cfg(&[
+            "--threshold",
+            "errors<1%",
+            "--abort-on-fail",
+            "http://127.0.0.1:1/",
+        ]);
+        assert!(single_node_only(&abort.unwrap())
+            .unwrap()
+            .contains("--abort-on-fail"));
+        assert!(single_node_only(&cfg(&["--rate", "5", "http://127.0.0.1:1/"]).unwrap()).is_none());
+        let err = Coordinator::new(None)
+            .start(&RunRequest {
+                load: json!({"target": "http://127.0.0.1:1/", "users": 5}),
+            })
+            .unwrap_err();
+        assert!(err.contains("--users 5"), "{err}");
+    }
 
     #[test]
     fn load_objects_become_flags() {

@@ -58,6 +58,9 @@ pub struct Outcome {
     pub driver: &'static str,
     /// Connections open when the clock started, over all threads.
     pub connected: usize,
+    /// Scenario runs: per completed second (index after warm-up), the requests per name then
+    /// the aggregate (see [`crate::export::current_rps`]).
+    pub second_counts: Vec<(u64, Vec<u64>)>,
 }
 
 /// Run the configured load; `on_second` sees each completed second (index, merged
@@ -105,6 +108,8 @@ pub fn run_with(
     let mut open_seconds: BTreeMap<u64, (Snapshot, usize)> = BTreeMap::new();
     let mut cpu_start = rusage();
     let mut early: Vec<Interval> = Vec::new();
+    let names = cfg.scenario.as_ref().map_or(0, |s| s.names.len());
+    let mut second_counts: Vec<(u64, Vec<u64>)> = Vec::new();
 
     let results: Vec<Result<(WorkerEnd, &'static str), EngineError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -112,7 +117,7 @@ pub fn run_with(
                 let tx = tx.clone();
                 let (shared, barrier, start_at) = (&shared, &barrier, &start_at);
                 let cpu = cpus.get(t % cpus.len().max(1)).copied();
-                let conns = cfg.connections / threads + usize::from(t < cfg.connections % threads);
+                let conns = crate::plan::slots_of_thread(cfg.connections, t, threads);
                 std::thread::Builder::new()
                     .name(format!("gen-worker-{t}"))
                     .spawn_scoped(s, move || {
@@ -154,11 +159,19 @@ pub fn run_with(
                 let (snap, _) = open_seconds.remove(&iv.index).unwrap_or_default();
                 on_second(iv.index, &snap);
                 series.push(point(&snap, iv.index));
+                if names > 0 {
+                    let counts = crate::export::endpoints_second_counts(&snap, names);
+                    second_counts.push((iv.index, counts));
+                }
             }
         }
         // Threads that ended early report their last second under a smaller index.
         for (index, (snap, _)) in std::mem::take(&mut open_seconds) {
             series.push(point(&snap, index));
+            if names > 0 {
+                let counts = crate::export::endpoints_second_counts(&snap, names);
+                second_counts.push((index, counts));
+            }
         }
         series.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
         handles
@@ -182,6 +195,8 @@ pub fn run_with(
     let since_warm =
         |ns: u64| Duration::from_nanos(ns.saturating_sub(cfg.plan.warmup_ns())).as_secs_f64();
     let measured_s = match cfg.plan.duration {
+        // Stopped early (--abort-on-fail, the cluster's stop): the time it really ran.
+        _ if control.stopped() => since_warm(last_ns.max(last_sent_ns)).max(1e-6),
         // The planned window, or longer when the generator fell behind and sent late.
         Some(d) => d.as_secs_f64().max(since_warm(last_sent_ns)),
         None => since_warm(last_ns).max(1e-6),
@@ -196,6 +211,7 @@ pub fn run_with(
         },
         driver,
         connected,
+        second_counts,
     })
 }
 

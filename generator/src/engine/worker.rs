@@ -5,19 +5,28 @@
 //! the interval snapshot once a second, then wait for completions or the next deadline,
 //! whichever is first. Nothing here allocates, locks or logs per request: the queue, the
 //! ready list, the reconnect queue and the completion batch are all sized at start.
+//!
+//! The users model is the closed model with a gate: a connection slot is a user, and it
+//! enters the ready list only when both its connection is idle and its user is due (spawned,
+//! and done thinking). Users waiting for their time sit in a min-heap of (time, slot) sized
+//! to the slot count at start, so thinking costs no allocation and no timer per user; the
+//! loop sleeps until the heap's earliest entry like any other deadline, on either driver.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::conn::{Conn, Phase, RecvOutcome};
 use super::driver::{Completion, Driver, Op, Wake};
 use crate::http::tls::{TlsClient, TlsSession};
 use crate::measure::{ErrorKind, Recorder, Snapshot};
-use crate::plan::Plan;
+use crate::plan::{Plan, Think, Users};
 use crate::scenario::{Scenario, Workload};
 
 const SEC: u64 = 1_000_000_000;
@@ -69,6 +78,19 @@ pub struct WorkerEnd {
     pub connected_at_start: usize,
 }
 
+/// Users model: which slots may send (see the module docs).
+struct UserGate {
+    think: Think,
+    /// (time, slot) of users not yet spawned or thinking: at most one entry per slot.
+    wake: BinaryHeap<Reverse<(u64, u32)>>,
+    /// The slot's connection is idle but its user is not due yet.
+    idle: Vec<bool>,
+    /// The slot's user is due but its connection is not idle yet (connecting, busy sending).
+    due: Vec<bool>,
+    /// Think times, from the run's seed (per thread).
+    rng: SmallRng,
+}
+
 pub struct Worker<'a, D: Driver> {
     sh: &'a Shared<'a>,
     driver: D,
@@ -100,6 +122,8 @@ pub struct Worker<'a, D: Driver> {
     tls: Option<TlsClient>,
     /// The scenario's per-thread state (picks, rendered requests, user ids).
     work: Option<Workload<'a>>,
+    /// Users model only: the gate between idle connections and due users.
+    users: Option<UserGate>,
 }
 
 impl<'a, D: Driver> Worker<'a, D> {
@@ -137,7 +161,76 @@ impl<'a, D: Driver> Worker<'a, D> {
             work: sh
                 .scenario
                 .map(|sc| Workload::new(sc, sh.seed, id, sh.threads, conns)),
+            users: sh.plan.users().map(|u| {
+                // Slot c of thread t is user c*T + t of the run (as for CSV rows), so the
+                // threads' spawn times interleave into one global k / spawn_rate sequence.
+                let mut wake = BinaryHeap::with_capacity(conns);
+                for c in 0..conns {
+                    let k = Users::user_of(c, id, sh.threads);
+                    wake.push(Reverse((u.spawn_ns(k), c as u32)));
+                }
+                UserGate {
+                    think: u.think,
+                    wake,
+                    idle: vec![false; conns],
+                    due: vec![false; conns],
+                    rng: SmallRng::seed_from_u64(
+                        sh.seed
+                            ^ 0x7468_696e_6b00
+                            ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    ),
+                }
+            }),
         }
+    }
+
+    /// Connection `i` is idle: it joins the ready list, or in the users model waits there
+    /// for its user to be due.
+    #[inline]
+    fn make_ready(&mut self, i: u32) {
+        match &mut self.users {
+            Some(g) if !g.due[i as usize] => g.idle[i as usize] = true,
+            Some(g) => {
+                g.due[i as usize] = false;
+                self.ready.push(i);
+            }
+            None => self.ready.push(i),
+        }
+    }
+
+    /// Users model: the user of slot `i` finished a request (response or failure) and
+    /// thinks before its next one.
+    #[inline]
+    fn user_thinks(&mut self, i: u32, now: u64) {
+        if let Some(g) = &mut self.users {
+            let at = now.saturating_add(g.think.sample_ns(g.rng.next_u64()));
+            g.wake.push(Reverse((at, i)));
+        }
+    }
+
+    /// Users model: users whose spawn or think time has come become due.
+    fn wake_users(&mut self, now: u64) {
+        let Some(g) = &mut self.users else { return };
+        while let Some(&Reverse((at, i))) = g.wake.peek() {
+            if at > now {
+                break;
+            }
+            g.wake.pop();
+            if std::mem::take(&mut g.idle[i as usize]) {
+                self.ready.push(i);
+            } else {
+                g.due[i as usize] = true;
+            }
+        }
+    }
+
+    /// Connections open and idle (ready, or waiting for their user).
+    fn idle_count(&self) -> usize {
+        self.ready.len()
+            + self
+                .users
+                .as_ref()
+                .map_or(0, |g| g.idle.iter().filter(|&&b| b).count())
     }
 
     pub fn driver_name(&self) -> &'static str {
@@ -188,12 +281,12 @@ impl<'a, D: Driver> Worker<'a, D> {
         for &i in &self.down {
             self.conns[i as usize].since = 0;
         }
-        Ok(self.ready.len())
+        Ok(self.idle_count())
     }
 
     /// Run the plan from `start` (the common instant all threads use) to its end.
     pub fn run(mut self, start: Instant, tx: &Sender<Interval>) -> std::io::Result<WorkerEnd> {
-        let connected_at_start = self.ready.len();
+        let connected_at_start = self.idle_count();
         self.origin = start;
         self.refresh_clock();
         for c in &mut self.conns {
@@ -235,6 +328,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             if open {
                 self.dispatch_queue(now);
             } else {
+                self.wake_users(now);
                 self.dispatch_closed(now, warm, end);
             }
             if now >= next_scan {
@@ -282,6 +376,9 @@ impl<'a, D: Driver> Worker<'a, D> {
             }
             if let Some(&i) = self.down.front() {
                 deadline = deadline.min(self.conns[i as usize].since);
+            }
+            if let Some(Reverse((at, _))) = self.users.as_ref().and_then(|g| g.wake.peek()) {
+                deadline = deadline.min(*at);
             }
             let before = self.now();
             // Waking early costs a spin of about the wake-up jitter; only worth it when the
@@ -501,7 +598,7 @@ impl<'a, D: Driver> Worker<'a, D> {
                         return;
                     }
                     self.arm_recv(i);
-                    self.ready.push(i);
+                    self.make_ready(i);
                 }
                 Err(kind) => {
                     if now >= warm {
@@ -531,7 +628,7 @@ impl<'a, D: Driver> Worker<'a, D> {
                         // was seen; the connection is reusable only once both are done.
                         if c.phase == Phase::Ready && !c.recv_armed {
                             self.arm_recv(i);
-                            self.ready.push(i);
+                            self.make_ready(i);
                         }
                     }
                     Err(kind) => {
@@ -577,10 +674,12 @@ impl<'a, D: Driver> Worker<'a, D> {
                                 );
                             }
                         }
+                        // Think time runs from the response's arrival (kernel time), not from its reaping.
+                        self.user_thinks(i, r.done);
                         if clean {
-                            if !c.send_inflight {
+                            if !self.conns[i as usize].send_inflight {
                                 self.arm_recv(i);
-                                self.ready.push(i);
+                                self.make_ready(i);
                             }
                         } else {
                             self.close(i, now, false);
@@ -605,6 +704,7 @@ impl<'a, D: Driver> Worker<'a, D> {
                 }
             }
             self.last_ns = now;
+            self.user_thinks(i, now);
         }
         self.close(i, now, false);
     }
@@ -614,6 +714,13 @@ impl<'a, D: Driver> Worker<'a, D> {
     fn close(&mut self, i: u32, now: u64, failed_connect: bool) {
         if let Some(p) = self.ready.iter().position(|&r| r == i) {
             self.ready.swap_remove(p);
+            // Users model: a ready slot's user was due; it stays due for the new connection.
+            if let Some(g) = &mut self.users {
+                g.due[i as usize] = true;
+            }
+        }
+        if let Some(g) = &mut self.users {
+            g.idle[i as usize] = false;
         }
         let c = &mut self.conns[i as usize];
         if c.phase == Phase::Busy {

@@ -58,7 +58,7 @@ impl<D: Driver> Worker<'_, D> {
                     self.send_tx(i);
                 } else {
                     self.arm_recv(i);
-                    self.ready.push(i);
+                    self.make_ready(i);
                 }
             }
             Ok(Status::Stopped | Status::PeerClosed) | Err(_) => {

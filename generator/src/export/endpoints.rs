@@ -4,8 +4,9 @@
 //!
 //! Response times are `done - intended` (like the report's headline); failures are requests
 //! without a response or with a status outside 2xx ([`crate::measure::EndpointStats`]). At
-//! the end of a run "req/s" is the average over the measured window (Locust's live "current
-//! RPS" is the live display's job).
+//! the end of a run "req/s" is the average over the measured window, and "current RPS"
+//! (Locust's column) the rate over the last [`CURRENT_WINDOW_S`] full seconds of it, which
+//! shows where a ramp or a spawn ended rather than its average.
 
 use std::fmt::Write;
 
@@ -28,7 +29,34 @@ pub struct EndpointRow {
     /// Average bytes received per response.
     pub avg_size_bytes: Option<f64>,
     pub rps: f64,
+    /// Requests per second over the last full seconds of the run (`None` when unknown).
+    pub current_rps: Option<f64>,
     pub failures_per_s: f64,
+}
+
+/// Seconds over which "current RPS" is averaged (fewer in a shorter run).
+pub const CURRENT_WINDOW_S: u64 = 3;
+
+/// "Current RPS" per name, then for `Aggregated`, from per-second request counts (second
+/// index after warm-up, counts per name then the aggregate): the average over the last
+/// [`CURRENT_WINDOW_S`] seconds that lie wholly inside the measured window (a final partial
+/// second would read low). `None` when no full second was measured.
+pub fn current_rps(seconds: &[(u64, Vec<u64>)], measured_s: f64) -> Option<Vec<f64>> {
+    // A second counts as full when it ends within 1 ms of the window's end.
+    let full = (measured_s + 1e-3).floor().max(0.0) as u64;
+    if full == 0 {
+        return None;
+    }
+    let from = full.saturating_sub(CURRENT_WINDOW_S);
+    let width = seconds.iter().map(|(_, c)| c.len()).max()?;
+    let mut sum = vec![0u64; width];
+    for (_, counts) in seconds.iter().filter(|(i, _)| (from..full).contains(i)) {
+        for (s, c) in sum.iter_mut().zip(counts) {
+            *s += c;
+        }
+    }
+    let secs = (full - from) as f64;
+    Some(sum.into_iter().map(|n| n as f64 / secs).collect())
 }
 
 impl EndpointRow {
@@ -54,6 +82,7 @@ impl EndpointRow {
             mean_us: some.then(|| h.mean()).filter(|m| m.is_finite()),
             avg_size_bytes: (responses > 0).then(|| bytes as f64 / responses as f64),
             rps: per_second(requests, secs),
+            current_rps: None,
             failures_per_s: per_second(failures, secs),
         }
     }
@@ -94,7 +123,21 @@ pub fn rows(r: &Report) -> Vec<EndpointRow> {
         t.requests(),
         secs,
     ));
+    if let Some(cur) = &r.current_rps {
+        for (row, c) in out.iter_mut().zip(cur) {
+            row.current_rps = Some(*c);
+        }
+    }
     out
+}
+
+/// One second's request counts per name, then the aggregate, as [`current_rps`] takes them.
+pub fn second_counts(s: &crate::measure::Snapshot, names: usize) -> Vec<u64> {
+    let mut v: Vec<u64> = (0..names)
+        .map(|i| s.endpoints.get(i).map_or(0, |e| e.requests()))
+        .collect();
+    v.push(aggregate(s).0);
+    v
 }
 
 /// The whole run's (requests, failures) counted like a row's: failures are requests
@@ -126,8 +169,17 @@ pub fn text(r: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n  {:<width$} {:>10} {:>15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
-        "Name", "# reqs", "# fails", "median", "p95", "p99", "max", "avg size", "req/s"
+        "\n  {:<width$} {:>10} {:>15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>11}",
+        "Name",
+        "# reqs",
+        "# fails",
+        "median",
+        "p95",
+        "p99",
+        "max",
+        "avg size",
+        "req/s",
+        "current RPS"
     );
     for row in rows {
         let d = |v: Option<u64>| v.map_or("-".to_owned(), |v| fmt_duration_us(v as f64));
@@ -138,7 +190,7 @@ pub fn text(r: &Report) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<width$} {:>10} {:>15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10.2}",
+            "  {:<width$} {:>10} {:>15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10.2} {:>11}",
             row.name,
             row.requests,
             format!("{}({pct:.2}%)", row.failures),
@@ -148,8 +200,30 @@ pub fn text(r: &Report) -> String {
             d(row.max_us),
             row.avg_size_bytes
                 .map_or("-".to_owned(), |b| fmt_bytes(b.round() as u64)),
-            row.rps
+            row.rps,
+            row.current_rps
+                .map_or("-".to_owned(), |c| format!("{c:.2}"))
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn current_rps_averages_the_last_full_seconds() {
+        // Name counts then the aggregate, per second: a ramp 10, 20, 30, 40 and a partial
+        // fifth second that must not count.
+        let secs: Vec<(u64, Vec<u64>)> = (0..5)
+            .map(|i| (i, vec![10 * (i + 1), 1, 10 * (i + 1) + 1]))
+            .collect();
+        let cur = current_rps(&secs, 4.3).unwrap();
+        assert_eq!(cur, vec![30.0, 1.0, 31.0], "seconds 1..4 of a 4.3 s run");
+        // A run shorter than the window averages what it has.
+        assert_eq!(current_rps(&secs[..2], 2.0).unwrap()[0], 15.0);
+        assert_eq!(current_rps(&secs, 0.5), None);
+        assert_eq!(current_rps(&[], 3.0), None);
+    }
 }

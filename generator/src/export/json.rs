@@ -44,12 +44,21 @@ struct Run<'a> {
     mode: &'static str,
     target_rate: Option<f64>,
     connections: usize,
+    users: Option<UsersJson>,
     threads: usize,
     duration_s: f64,
     warmup_s: f64,
     measured_s: f64,
     driver: &'a str,
     started_at_unix_ms: u64,
+}
+
+#[derive(Serialize)]
+struct UsersJson {
+    users: usize,
+    spawn_rate: Option<f64>,
+    think_min_s: f64,
+    think_max_s: f64,
 }
 
 #[derive(Serialize)]
@@ -214,6 +223,12 @@ pub(super) fn render(r: &Report) -> serde_json::Value {
             mode: info.mode.as_str(),
             target_rate,
             connections: info.connections,
+            users: info.users.as_ref().map(|u| UsersJson {
+                users: u.users,
+                spawn_rate: u.spawn_rate.map(finite),
+                think_min_s: finite(u.think_min_s),
+                think_max_s: finite(u.think_max_s),
+            }),
             threads: info.threads,
             duration_s: finite(info.duration_s),
             warmup_s: finite(info.warmup_s),

@@ -19,7 +19,7 @@ mod threshold;
 use crate::measure::{ErrorKind, Snapshot};
 use crate::probes::KernelStatus;
 
-pub use endpoints::EndpointRow;
+pub use endpoints::{current_rps, second_counts as endpoints_second_counts, EndpointRow};
 pub use text::{fmt_bytes, fmt_duration_us};
 pub use threshold::{Metric, Op, Threshold, Verdict};
 
@@ -92,10 +92,33 @@ pub struct RunInfo {
     pub threads: usize,
     /// Connections over all threads.
     pub connections: usize,
+    /// The users model's parameters (`--users`), `None` otherwise.
+    pub users: Option<UsersInfo>,
     /// I/O driver used: `"io_uring"` or `"epoll"`.
     pub driver: String,
     /// Wall-clock start, ms since the Unix epoch.
     pub started_at_unix_ms: u64,
+}
+
+/// The users model as the report shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsersInfo {
+    /// Simulated users (= connections).
+    pub users: usize,
+    /// Users started per second; `None`: all at once.
+    pub spawn_rate: Option<f64>,
+    /// Think time range, seconds (equal for a fixed think time).
+    pub think_min_s: f64,
+    pub think_max_s: f64,
+}
+
+/// Why a run was stopped before its planned end (`--abort-on-fail`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Abort {
+    /// The threshold as written.
+    pub threshold: String,
+    /// Measured seconds (after warm-up) when it was judged failed.
+    pub at_s: f64,
 }
 
 /// CPU time used by the generator process over the measured window, in seconds.
@@ -246,6 +269,10 @@ pub struct Report {
     endpoint_names: Vec<String>,
     /// Pass/fail conditions judged on the whole run.
     thresholds: Vec<Threshold>,
+    /// Set when `--abort-on-fail` stopped the run.
+    aborted: Option<Abort>,
+    /// Per name (then `Aggregated`): requests per second over the last seconds of the run.
+    current_rps: Option<Vec<f64>>,
 }
 
 impl Report {
@@ -309,6 +336,8 @@ impl Report {
             kernel: KernelStatus::Off,
             endpoint_names: Vec::new(),
             thresholds: Vec::new(),
+            aborted: None,
+            current_rps: None,
         };
         r.reasons = r.judge();
         r
@@ -366,6 +395,25 @@ impl Report {
     /// [`EXIT_THRESHOLD`].
     pub fn with_thresholds(mut self, thresholds: Vec<Threshold>) -> Report {
         self.thresholds = thresholds;
+        self
+    }
+
+    /// Records that `--abort-on-fail` stopped the run; the exit code is then
+    /// [`EXIT_THRESHOLD`] (unless nothing succeeded at all).
+    pub fn with_abort(mut self, aborted: Option<Abort>) -> Report {
+        self.aborted = aborted;
+        self
+    }
+
+    /// Why the run was stopped early, if it was.
+    pub fn aborted(&self) -> Option<&Abort> {
+        self.aborted.as_ref()
+    }
+
+    /// Per-name "current RPS" (requests per second over the last seconds of the run, one per
+    /// name then the `Aggregated` row; see [`endpoints::current_rps`]).
+    pub fn with_current_rps(mut self, rps: Option<Vec<f64>>) -> Report {
+        self.current_rps = rps;
         self
     }
 
@@ -454,7 +502,7 @@ impl Report {
     pub fn exit_code(&self) -> i32 {
         if self.attempted() && self.totals.successful() == 0 {
             EXIT_RUN_FAILED
-        } else if self.verdicts().iter().any(|v| !v.pass) {
+        } else if self.aborted.is_some() || self.verdicts().iter().any(|v| !v.pass) {
             EXIT_THRESHOLD
         } else {
             EXIT_OK
@@ -482,6 +530,12 @@ impl Report {
             // The document's exit code is written before thresholds are known to it.
             map.insert("exit_code".into(), self.exit_code().into());
         }
+        if let (Some(a), Some(map)) = (&self.aborted, doc.as_object_mut()) {
+            map.insert(
+                "aborted".into(),
+                serde_json::json!({ "threshold": a.threshold, "at_s": finite(a.at_s) }),
+            );
+        }
         doc
     }
 }
@@ -503,6 +557,25 @@ pub fn write_files(
             .map_err(|e| format!("cannot write HTML report to {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// `--abort-on-fail`, asked once a second: `cumulative` holds everything measured in the
+/// first `secs` seconds after warm-up; returns the abort when a threshold is certainly failed
+/// (the rule: [`threshold::certainly_failed`]).
+pub fn judge_abort(
+    info: &RunInfo,
+    cumulative: &Snapshot,
+    secs: f64,
+    thresholds: &[Threshold],
+    names: &[String],
+) -> Option<Abort> {
+    let r = Report::from_points(info.clone(), cumulative, Vec::new(), secs, Cpu::default())
+        .with_thresholds(thresholds.to_vec())
+        .with_endpoint_names(names.to_vec());
+    threshold::certainly_failed(&r).map(|th| Abort {
+        threshold: th.source.clone(),
+        at_s: secs,
+    })
 }
 
 /// The JSON schema version written as `schema_version`.
@@ -576,6 +649,7 @@ pub(crate) mod tests {
             warmup_s: 1.0,
             threads: 2,
             connections: 8,
+            users: None,
             driver: "io_uring".into(),
             started_at_unix_ms: 1_700_000_000_000,
         }

@@ -131,15 +131,31 @@ fn distribution(out: &mut String, h: &Hist) {
     );
 }
 
+/// `users model: 20 users spawned at 5.00/s, think 500.00ms..1.50s`.
+fn users_model(u: &super::UsersInfo) -> String {
+    let spawn = match u.spawn_rate {
+        Some(r) => format!("spawned at {r:.2}/s"),
+        None => "all started at once".to_owned(),
+    };
+    let d = |s: f64| fmt_duration_us(s * 1e6);
+    let think = if u.think_min_s == u.think_max_s {
+        d(u.think_min_s)
+    } else {
+        format!("{}..{}", d(u.think_min_s), d(u.think_max_s))
+    };
+    format!("users model: {} users {spawn}, think {think}", u.users)
+}
+
 /// The whole text report.
 pub(super) fn render(r: &Report, full_latency: bool) -> String {
     let (info, t) = (r.info(), r.totals());
     let mut out = String::new();
 
     let _ = writeln!(out, "gen {}: {} {}", info.version, info.method, info.target);
-    let model = match info.mode.target_rate() {
-        Some(rate) => format!("open model at {}", fmt_rate(rate)),
-        None => "closed model".to_string(),
+    let model = match (info.mode.target_rate(), &info.users) {
+        (Some(rate), _) => format!("open model at {}", fmt_rate(rate)),
+        (None, Some(u)) => users_model(u),
+        (None, None) => "closed model".to_string(),
     };
     let _ = writeln!(
         out,
@@ -402,6 +418,33 @@ mod tests {
         );
         assert!(!text.contains("WARNING"), "{text}");
         assert!(!text.contains("spectrum"), "{text}");
+    }
+
+    #[test]
+    fn users_model_line_names_users_spawn_and_think() {
+        let mut run = info(Mode::Closed { connections: 20 });
+        run.users = Some(crate::export::UsersInfo {
+            users: 20,
+            spawn_rate: Some(5.0),
+            think_min_s: 0.5,
+            think_max_s: 1.5,
+        });
+        let text = Report::new(run.clone(), &snap(10, 0), &[], 2.0, Cpu::default()).to_text(false);
+        assert!(
+            text.contains("users model: 20 users spawned at 5.00/s, think 500.00ms..1.50s"),
+            "{text}"
+        );
+        run.users = Some(crate::export::UsersInfo {
+            users: 3,
+            spawn_rate: None,
+            think_min_s: 0.1,
+            think_max_s: 0.1,
+        });
+        let text = Report::new(run, &snap(10, 0), &[], 2.0, Cpu::default()).to_text(false);
+        assert!(
+            text.contains("users model: 3 users all started at once, think 100.00ms"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Thresholds (k6 style): pass/fail conditions on the whole run, `--threshold 'p99<250ms'`,
 //! `'errors<1%'`, `'rate>=49500'`, optionally for one request name (`'/login:p95<100ms'`).
 //! Judged once the run is over; any failure makes the exit code [`super::EXIT_THRESHOLD`].
+//! With `--abort-on-fail`, [`certainly_failed`] is also asked once a second on the cumulative
+//! figures so far, and the run stops at the first threshold it names.
 //!
 //! Syntax: `[NAME:]METRIC OP VALUE` with
 //! - METRIC `p50`, `p90`, `p95`, `p99`, `p99.9` (any `pQ`), `max`, `mean`, `min`: response time
@@ -157,20 +159,25 @@ pub fn judge(r: &Report) -> Vec<Verdict> {
         .collect()
 }
 
-fn measure(r: &Report, th: &Threshold) -> Option<f64> {
+/// The figures a threshold is judged on: (response histogram, requests, failures,
+/// responses); `None` for an unknown name.
+fn figures<'a>(r: &'a Report, th: &Threshold) -> Option<(&'a Hist, u64, u64, u64)> {
     let t = r.totals();
-    // (response histogram, requests, failures, responses)
-    let (h, requests, failures, responses): (&Hist, u64, u64, u64) = match &th.name {
+    match &th.name {
         None => {
             let (requests, failures) = super::endpoints::aggregate(t);
-            (&t.response, requests, failures, t.requests())
+            Some((&t.response, requests, failures, t.requests()))
         }
         Some(name) => {
             let i = r.endpoint_names.iter().position(|n| n == name)?;
             let e = t.endpoints.get(i)?;
-            (&e.response, e.requests(), e.failures(), e.responses)
+            Some((&e.response, e.requests(), e.failures(), e.responses))
         }
-    };
+    }
+}
+
+fn measure(r: &Report, th: &Threshold) -> Option<f64> {
+    let (h, requests, failures, responses) = figures(r, th)?;
     let lat = |v: u64| (!h.is_empty()).then_some(v as f64);
     match th.metric {
         Metric::Quantile(q) => lat(h.value_at_quantile(q)),
@@ -182,6 +189,39 @@ fn measure(r: &Report, th: &Threshold) -> Option<f64> {
     }
 }
 
+/// Fewest requests (errors, mean) or responses (latency) before a threshold may abort a run.
+pub const ABORT_MIN_SAMPLES: u64 = 100;
+
+/// `--abort-on-fail`: the first threshold that is failed on the report's (cumulative, so far)
+/// figures and that more of the run is unlikely to rescue:
+/// - `max<`/`max<=` and `min>`/`min>=` as soon as they fail (the figure can only get worse);
+/// - `errors`, `mean` once [`ABORT_MIN_SAMPLES`] requests (responses for `mean`) are in;
+/// - `pQ` once there are [`ABORT_MIN_SAMPLES`] responses and at least 10 beyond the quantile
+///   (1000 for p99, 10,000 for p99.9), so a handful of slow starts cannot decide it;
+/// - `rate` and the other directions never (only the whole window can judge them).
+pub fn certainly_failed(r: &Report) -> Option<&Threshold> {
+    r.thresholds.iter().find(|th| {
+        let Some((h, requests, _, _)) = figures(r, th) else {
+            return false;
+        };
+        let enough = match (th.metric, th.op) {
+            (Metric::Max, Op::Lt | Op::Le) | (Metric::Min, Op::Gt | Op::Ge) => !h.is_empty(),
+            (Metric::Errors, _) => requests >= ABORT_MIN_SAMPLES,
+            (Metric::Mean, _) => h.count() >= ABORT_MIN_SAMPLES,
+            (Metric::Quantile(q), _) => {
+                let tail = if q < 1.0 {
+                    (10.0 / (1.0 - q)).ceil() as u64
+                } else {
+                    u64::MAX
+                };
+                h.count() >= ABORT_MIN_SAMPLES.max(tail)
+            }
+            _ => false,
+        };
+        enough && !measure(r, th).is_some_and(|m| th.op.holds(m, th.limit))
+    })
+}
+
 /// The verdicts as text lines (empty without thresholds).
 pub fn text(r: &Report) -> String {
     let verdicts = judge(r);
@@ -189,6 +229,12 @@ pub fn text(r: &Report) -> String {
         return String::new();
     }
     let mut out = String::from("\n  Thresholds\n");
+    if let Some(a) = r.aborted() {
+        out.push_str(&format!(
+            "  run aborted after {:.2}s: threshold {} failed (--abort-on-fail)\n",
+            a.at_s, a.threshold
+        ));
+    }
     for (v, th) in verdicts.iter().zip(&r.thresholds) {
         let measured = match (v.measured, th.metric) {
             (None, _) => "nothing measured".to_owned(),
@@ -222,6 +268,39 @@ pub fn json(r: &Report) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The abort rule: failed thresholds abort only past their minimum sample; `rate` and
+    /// the directions that more data could rescue never do.
+    #[test]
+    fn certainly_failed_waits_for_enough_samples() {
+        use crate::export::tests::{info, snap};
+        use crate::export::{Cpu, Mode};
+        let judge = |n: u64, th: &[&str]| {
+            let ths = th.iter().map(|t| Threshold::parse(t).unwrap()).collect();
+            let r = Report::new(
+                info(Mode::Closed { connections: 8 }),
+                &snap(n, 0),
+                &[],
+                1.0,
+                Cpu::default(),
+            )
+            .with_thresholds(ths);
+            certainly_failed(&r).map(|t| t.source.clone())
+        };
+        // Every response takes 2 ms.
+        assert_eq!(judge(1, &["max<1ms"]).as_deref(), Some("max<1ms"));
+        assert_eq!(judge(1, &["max>1s", "min<1us", "rate>1e9"]), None);
+        assert_eq!(judge(99, &["mean<1ms"]), None);
+        assert_eq!(judge(100, &["mean<1ms"]).as_deref(), Some("mean<1ms"));
+        assert_eq!(judge(999, &["p99<1ms"]), None, "p99 needs 1000 responses");
+        assert_eq!(judge(1000, &["p99<1ms"]).as_deref(), Some("p99<1ms"));
+        assert_eq!(judge(1000, &["p99<10ms", "errors<1%"]), None, "both pass");
+        assert_eq!(
+            judge(100_000, &["p100<1ms"]),
+            None,
+            "p100 is judged at the end"
+        );
+    }
 
     #[test]
     fn parses_every_form() {
