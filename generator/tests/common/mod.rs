@@ -350,6 +350,9 @@ impl Browser {
         );
         assert!(out.status.success(), "{log}");
         assert!(log.contains(ok_marker), "{log}");
+    }
+}
+
 /// One request as the recording server saw it: connection number, path, body.
 pub type Seen = (usize, String, Vec<u8>);
 
