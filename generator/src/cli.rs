@@ -360,16 +360,18 @@ pub fn run(cfg: &RunConfig) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let json = report.to_json();
-    if let Err(e) = write_files(&json, cfg.output.as_deref(), cfg.html.as_deref()) {
+    deliver(&report, &report.to_json(), cfg)
+}
+
+/// Writes `--output`/`--html`, prints the report (JSON with `--json`, else text) and returns
+/// its exit code; `json` is the report's document (a coordinator adds its workers to it).
+pub fn deliver(report: &Report, json: &serde_json::Value, cfg: &RunConfig) -> i32 {
+    if let Err(e) = write_files(json, cfg.output.as_deref(), cfg.html.as_deref()) {
         eprintln!("gen: {e}");
         return EXIT_RUN_FAILED;
     }
     if cfg.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(json).unwrap_or_default());
     } else {
         print!("{}", report.to_text(cfg.latency));
     }

@@ -445,19 +445,7 @@ async fn headless(
         }
     }
     let json = with_workers(report.to_json(), coord);
-    if let Err(e) = crate::export::write_files(&json, cfg.output.as_deref(), cfg.html.as_deref()) {
-        eprintln!("gen: {e}");
-        return EXIT_RUN_FAILED;
-    }
-    if cfg.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json).unwrap_or_default()
-        );
-    } else {
-        print!("{}", report.to_text(cfg.latency));
-    }
-    report.exit_code()
+    crate::cli::deliver(&report, &json, cfg)
 }
 
 /// The report JSON with the `cluster` object: the workers that ran it (name, threads).
