@@ -14,6 +14,14 @@
  * previous one (the remainder of a partial write moves the start a little later); a
  * data-ready without a send in flight is counted as unpaired and ignored.
  *
+ * Send time: taken where the send starts (tcp:tcp_sendmsg_locked, Linux 6.12+, first
+ * iteration of one sendmsg call), not where it returns (sock:sock_send_length). On
+ * loopback the server receives the request inside the sender's sendmsg (the softirq runs
+ * on local_bh_enable), and that call may go on to process other sockets' packets for tens
+ * of microseconds before it returns: a send stamped at return could make the kernel
+ * latency shorter than the server's own hold time. sock_send_length still ends the send
+ * (and stamps it when the start tracepoint is missing).
+ *
  * Histograms: values in ns (srtt in µs); 256 linear sub-buckets per power of two, so a
  * bucket is at most 1/256 (0.39%) of its value wide; the reader reports bucket midpoints
  * (error <= 0.2%). Row 0 holds values 0..255 exactly; row r >= 1 holds [2^(r+7), 2^(r+8)).
@@ -56,6 +64,7 @@ volatile const __u32 target_tgid = 0;
 struct sock_state {
 	__u64 send_ns;    /* kernel time of the request in flight, 0 when none */
 	__u64 connect_ns; /* SYN_SENT time, 0 once connected */
+	__u64 in_send;    /* 1 between a sendmsg's start and its end: send_ns is stamped */
 };
 
 struct row {
@@ -152,14 +161,29 @@ static __always_inline struct sock_state *ours(const void *sk)
 	return bpf_map_lookup_elem(&socks, &key);
 }
 
+/* A sendmsg call on the socket begins (called once per skb of the call: only the first
+ * stamps). */
+static __always_inline void send_starts(const void *sk)
+{
+	struct sock_state *st = ours(sk);
+	if (!st || st->in_send)
+		return;
+	st->send_ns = bpf_ktime_get_ns();
+	st->in_send = 1;
+}
+
+/* A sendmsg call returned `ret`; it is stamped here only when its start was not seen. */
 static __always_inline void sent(const void *sk, long ret)
 {
-	if (ret <= 0)
-		return;
 	struct sock_state *st = ours(sk);
 	if (!st)
 		return;
-	st->send_ns = bpf_ktime_get_ns();
+	int started = st->in_send;
+	st->in_send = 0;
+	if (ret <= 0)
+		return;
+	if (!started)
+		st->send_ns = bpf_ktime_get_ns();
 	count(CTR_SENDS);
 }
 
@@ -189,7 +213,7 @@ int BPF_PROG(gen_state, const struct sock *sk, int oldstate, int newstate)
 		__u64 dst = ((__u64)sk->__sk_common.skc_daddr << 16) | sk->__sk_common.skc_dport;
 		if (bpf_map_lookup_elem(&skip_dst, &dst))
 			return 0;
-		struct sock_state st = { .send_ns = 0, .connect_ns = bpf_ktime_get_ns() };
+		struct sock_state st = { .send_ns = 0, .connect_ns = bpf_ktime_get_ns(), .in_send = 0 };
 		bpf_map_update_elem(&socks, &key, &st, BPF_ANY);
 		count(CTR_REGISTERED);
 	} else if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_SENT) {
@@ -201,6 +225,14 @@ int BPF_PROG(gen_state, const struct sock *sk, int oldstate, int newstate)
 	} else if (newstate == TCP_CLOSE) {
 		bpf_map_delete_elem(&socks, &key);
 	}
+	return 0;
+}
+
+SEC("tp_btf/tcp_sendmsg_locked")
+int BPF_PROG(gen_send_start, const struct sock *sk, const struct msghdr *msg, const void *skb,
+	     int size_goal)
+{
+	send_starts(sk);
 	return 0;
 }
 

@@ -393,6 +393,9 @@ fn attach_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Res<()> {
 fn attach_pair(ebpf: &mut Ebpf, btf: &Btf, method: AttachMethod) -> Res<()> {
     match method {
         AttachMethod::Tracepoint => {
+            // Stamps sends where they start (Linux 6.12+); without it sock_send_length stamps
+            // them where they return, up to tens of µs late under load (see the .bpf.c).
+            let _ = attach_tp(ebpf, btf, "gen_send_start", "tcp_sendmsg_locked");
             attach_tp(ebpf, btf, "gen_send", "sock_send_length")?;
             attach_tp(ebpf, btf, "gen_ready", "sk_data_ready")
         }

@@ -10,6 +10,14 @@ use std::process::Command;
 use common::{gen_bin, lat, probes_unavailable, Webapp};
 use serde_json::Value;
 
+/// The tests of this file run one at a time: the latency test's bounds (2 ms + 100 µs) are
+/// tight enough that another test's loopback traffic on the same cores could move them.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn kernel(r: &Value, hist: &str, key: &str) -> f64 {
     r["kernel"][hist][key]
         .as_f64()
@@ -40,11 +48,15 @@ fn run_gen(prefix: &[&str], args: &[&str]) -> (Option<i32>, Value, String) {
 
 #[test]
 fn kernel_latency_of_a_fixed_server_delay() {
+    let _serial = serial();
     if let Some(why) = probes_unavailable() {
         eprintln!("skipped: kernel probes unavailable here: {why}");
         return;
     }
-    let app = Webapp::start(&["--delay", "2ms"]);
+    // One server worker, kept busy enough not to park between requests: waking a parked
+    // worker adds 20-80 µs before the server starts its 2 ms (measured at 500 req/s: kernel
+    // p50 2063-2135 µs; at 2000 req/s 2051-2055 µs; docs/probes.md).
+    let app = Webapp::start(&["--delay", "2ms", "--workers", "1"]);
     let url = app.url("/");
     let (code, r, stderr) = run_gen(
         &[],
@@ -52,9 +64,9 @@ fn kernel_latency_of_a_fixed_server_delay() {
             "--probes",
             "on",
             "--rate",
-            "500",
+            "2000",
             "--duration",
-            "4s",
+            "3s",
             "--connections",
             "16",
             &url,
@@ -85,12 +97,16 @@ fn kernel_latency_of_a_fixed_server_delay() {
         "kernel latency p50 {p50} µs is above 2 ms + 100 µs"
     );
 
-    // Service time includes everything the kernel saw, at every rank. Slack: the kernel's
-    // buckets are read at their midpoints (<= 0.2% off).
-    for q in ["p50_us", "p90_us", "p99_us"] {
+    // Service time covers what the kernel saw, at every rank. It starts earlier (gen's clock
+    // before the send call; the kernel's at tcp_sendmsg_locked) but ends a little earlier
+    // too: at the response's receive timestamp (SO_TIMESTAMPNS, set as the packet enters the
+    // stack), while data-ready comes after TCP's receive processing, later still when gen
+    // holds the socket lock. Slack: that processing (measured up to 10 µs at p50 and p90,
+    // up to 58 µs at p99, docs/probes.md) plus the kernel buckets' midpoints (<= 0.2% off).
+    for (q, slack_us) in [("p50_us", 25.0), ("p90_us", 25.0), ("p99_us", 100.0)] {
         let (s, kl) = (lat(&r, "service_time", q), kernel(&r, "latency", q));
         assert!(
-            s >= kl * (1.0 - 0.002),
+            s >= kl * (1.0 - 0.002) - slack_us,
             "service {q} {s} µs below kernel latency {kl} µs"
         );
         let o = k["generator_overhead"][q].as_f64().unwrap();
@@ -100,7 +116,7 @@ fn kernel_latency_of_a_fixed_server_delay() {
     // One kernel-timed request per request sent (0.1%).
     let sent = r["counts"]["sent"].as_f64().unwrap();
     let timed = kernel(&r, "latency", "count");
-    assert!(sent >= 1900.0, "sent {sent}");
+    assert!(sent >= 5700.0, "sent {sent}");
     assert!(
         (timed - sent).abs() <= (sent * 0.001).max(1.0),
         "{timed} kernel-timed vs {sent} sent"
@@ -117,6 +133,7 @@ fn kernel_latency_of_a_fixed_server_delay() {
 
 #[test]
 fn probes_off_means_no_kernel_figures() {
+    let _serial = serial();
     let app = Webapp::start(&[]);
     let (code, r, stderr) = run_gen(
         &[],
@@ -131,6 +148,7 @@ fn probes_off_means_no_kernel_figures() {
 /// `capsh --drop=...` removes the capabilities from the bounding set before gen starts.
 #[test]
 fn without_capabilities_the_run_goes_on_with_one_notice() {
+    let _serial = serial();
     let capsh = ["/usr/sbin/capsh", "/sbin/capsh", "/usr/bin/capsh"]
         .into_iter()
         .find(|p| std::path::Path::new(p).is_file());
