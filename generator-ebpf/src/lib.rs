@@ -11,7 +11,8 @@
 //! cost stays one hash lookup and one per-CPU add (no reservation, no wake-up, no reader
 //! thread competing with the engine for the generator's cores), the memory is fixed, and a
 //! bucket is at most 0.39% wide (the reader uses midpoints: error <= 0.2%), inside the 1%
-//! the report needs. The measured cost is in `docs/probes.md`.
+//! the report needs. The ring buffer is kept as [`Transport::RingBuf`] only to measure that
+//! choice against (`cargo xtask bench --probes`; figures in `docs/benchmarks.md`).
 
 use std::fmt;
 use std::io;
@@ -37,6 +38,10 @@ pub const SOURCES: [(&str, &[u8]); 2] = [
 ];
 /// Hash of [`SOURCES`] when [`OBJECT`] was last built (`cargo xtask ebpf` writes it).
 pub const RECORDED_SOURCE_HASH: &str = include_str!("../bpf/gen_probes.bpf.o.hash");
+/// The same programs built with `-DGEN_RINGBUF`: kernel latencies leave the kernel as
+/// per-request events through a ring buffer (see [`Transport`]). Built and hashed with
+/// [`OBJECT`].
+pub static RINGBUF_OBJECT: &[u8] = include_bytes_aligned!("../bpf/gen_probes_ringbuf.bpf.o");
 
 /// Linear sub-buckets per power of two (must match `SUB` in the C source).
 pub const SUB: usize = 256;
@@ -46,7 +51,7 @@ const SUB_BITS: u32 = 8;
 /// Histogram kinds, in map order (must match `KIND_*` in the C source).
 const KINDS: usize = 3;
 /// Counters (must match `CTR_*` in the C source).
-const CTRS: u32 = 4;
+const CTRS: u32 = 5;
 
 /// Bucket of value `v` as (row, column): the same arithmetic as `record()` in the C source.
 pub fn bucket_of(v: u64) -> (usize, usize) {
@@ -233,12 +238,121 @@ pub struct KernelStats {
     pub unpaired: u64,
     /// Send events on registered sockets.
     pub sends: u64,
+    /// Kernel latencies the ring buffer had no room for ([`Transport::RingBuf`] only).
+    pub ring_lost: u64,
+}
+
+/// How kernel latencies leave the kernel. [`Transport::Histogram`] is what gen uses; the ring
+/// buffer is the alternative the issue asked to measure against, selected only by the
+/// environment variable `GEN_PROBES_TRANSPORT=ringbuf` (`cargo xtask bench --probes` runs
+/// both). Connect times, srtt and counters stay in maps either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Per-CPU log-linear histograms in the kernel, summed when read.
+    Histogram,
+    /// One 8-byte event per request through a `BPF_MAP_TYPE_RINGBUF`, drained every
+    /// [`RING_DRAIN_EVERY`] by a reader thread into the same buckets.
+    RingBuf,
+}
+
+/// How often the ring-buffer reader drains (the programs never wake it).
+pub const RING_DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl Transport {
+    /// `GEN_PROBES_TRANSPORT`: unset, `histogram` or `ringbuf`.
+    pub fn from_env() -> Res<Transport> {
+        match std::env::var("GEN_PROBES_TRANSPORT") {
+            Err(_) => Ok(Transport::Histogram),
+            Ok(v) if v == "histogram" => Ok(Transport::Histogram),
+            Ok(v) if v == "ringbuf" => Ok(Transport::RingBuf),
+            Ok(v) => Err(ProbeError::Load(format!(
+                "GEN_PROBES_TRANSPORT={v:?}: expected histogram or ringbuf"
+            ))),
+        }
+    }
+}
+
+/// The ring-buffer reader: a thread that drains the events into log-linear buckets every
+/// [`RING_DRAIN_EVERY`]; [`RingReader::read`] drains what is left first, so a read sees
+/// every event output before it.
+struct RingReader {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    state: std::sync::Arc<std::sync::Mutex<RingState>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct RingState {
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    buckets: Vec<u64>,
+}
+
+impl RingState {
+    fn drain(&mut self) {
+        while let Some(item) = self.ring.next() {
+            if let Ok(b) = <[u8; 8]>::try_from(&*item) {
+                let (row, col) = bucket_of(u64::from_ne_bytes(b));
+                self.buckets[row * SUB + col] += 1;
+            }
+        }
+    }
+}
+
+impl RingReader {
+    fn start(ring: aya::maps::RingBuf<aya::maps::MapData>) -> Res<RingReader> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let stop = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(Mutex::new(RingState {
+            ring,
+            buckets: vec![0u64; ROWS * SUB],
+        }));
+        let (stop2, state2) = (Arc::clone(&stop), Arc::clone(&state));
+        let thread = std::thread::Builder::new()
+            .name("gen-probes-ring".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Acquire) {
+                    state2.lock().unwrap_or_else(|e| e.into_inner()).drain();
+                    std::thread::sleep(RING_DRAIN_EVERY);
+                }
+            })
+            .map_err(|e| ProbeError::Load(format!("starting the ring-buffer reader: {e}")))?;
+        Ok(RingReader {
+            stop,
+            state,
+            thread: Some(thread),
+        })
+    }
+
+    /// Every event so far, as (lowest value, width, count) buckets.
+    fn read(&self) -> Vec<(u64, u64, u64)> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.drain();
+        let mut out = Vec::new();
+        for (i, &n) in st.buckets.iter().enumerate() {
+            if n > 0 {
+                let (lo, w) = bucket_bounds(i / SUB, i % SUB);
+                out.push((lo, w, n));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for RingReader {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Loaded and attached probes; detached when dropped.
 pub struct Probes {
     ebpf: Ebpf,
     method: AttachMethod,
+    /// Set with [`Transport::RingBuf`].
+    ring: Option<RingReader>,
 }
 
 impl fmt::Debug for Probes {
@@ -259,6 +373,11 @@ impl Probes {
     /// Checks privileges and BTF, loads the programs for process `tgid`, attaches them with
     /// the first method of [`attach_order`] that works. Takes 0.1-0.3 s.
     pub fn load(tgid: u32) -> Res<Probes> {
+        Probes::load_with(tgid, Transport::from_env()?)
+    }
+
+    /// [`Probes::load`] with the kernel latencies leaving the kernel by `transport`.
+    pub fn load_with(tgid: u32, transport: Transport) -> Res<Probes> {
         if !has_capabilities() {
             return Err(ProbeError::Permission);
         }
@@ -268,10 +387,14 @@ impl Probes {
         let (major, minor) = kernel_version().unwrap_or((0, 0));
         let order = attach_order(major, minor)?;
         let btf = Btf::from_sys_fs().map_err(|_| ProbeError::NoBtf)?;
+        let object = match transport {
+            Transport::Histogram => OBJECT,
+            Transport::RingBuf => RINGBUF_OBJECT,
+        };
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("target_tgid", &tgid, true)
-            .load(OBJECT)
+            .load(object)
             .map_err(err)?;
         // Nothing is recorded until the measured window is known (see `measure_from`).
         let mut gate: Array<_, u64> =
@@ -284,10 +407,19 @@ impl Probes {
         ] {
             attach_tp(&mut ebpf, &btf, prog, tp)?;
         }
+        let ring = match transport {
+            Transport::Histogram => None,
+            Transport::RingBuf => {
+                let map = ebpf.take_map("events").ok_or_else(|| missing("events"))?;
+                Some(RingReader::start(
+                    aya::maps::RingBuf::try_from(map).map_err(err)?,
+                )?)
+            }
+        };
         let mut last = None;
         for &method in order {
             match attach_pair(&mut ebpf, &btf, method) {
-                Ok(()) => return Ok(Probes { ebpf, method }),
+                Ok(()) => return Ok(Probes { ebpf, method, ring }),
                 Err(e) => last = Some(e),
             }
         }
@@ -354,7 +486,10 @@ impl Probes {
         for (i, slot) in c.iter_mut().enumerate() {
             *slot = ctrs.get(&(i as u32), 0).map_err(err)?.iter().sum();
         }
-        let [latency_ns, connect_ns, srtt_us] = kinds;
+        let [mut latency_ns, connect_ns, srtt_us] = kinds;
+        if let Some(ring) = &self.ring {
+            latency_ns = ring.read();
+        }
         Ok(KernelStats {
             latency_ns,
             connect_ns,
@@ -363,6 +498,7 @@ impl Probes {
             retransmits: c[1],
             unpaired: c[2],
             sends: c[3],
+            ring_lost: c[4],
         })
     }
 }

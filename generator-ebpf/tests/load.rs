@@ -5,14 +5,23 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use generator_ebpf::{AttachMethod, Probes};
+use generator_ebpf::{AttachMethod, Probes, Transport};
 
 const ROUNDS: u64 = 20;
 const DELAY: Duration = Duration::from_millis(2);
 
+/// Both transports, one after the other: probes loaded twice for one process at the same
+/// time would both register every socket of it.
 #[test]
 fn times_each_request_on_our_own_socket_only() {
-    let mut probes = match Probes::load(std::process::id()) {
+    for transport in [Transport::Histogram, Transport::RingBuf] {
+        println!("transport {transport:?}");
+        exchange(transport);
+    }
+}
+
+fn exchange(transport: Transport) {
+    let mut probes = match Probes::load_with(std::process::id(), transport) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("skipped: kernel probes unavailable here: {e}");

@@ -15,6 +15,9 @@ mod hash;
 /// Source and object names under `generator-ebpf/bpf/`.
 const SOURCE: &str = "gen_probes.bpf.c";
 const OBJECT: &str = "gen_probes.bpf.o";
+/// The same source built with `-DGEN_RINGBUF`: the ring-buffer transport, kept to measure
+/// against (docs/probes.md, "Why in-kernel histograms").
+const RINGBUF_OBJECT: &str = "gen_probes_ringbuf.bpf.o";
 
 fn bpf_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -29,20 +32,26 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     let dir = bpf_dir()?;
     install_toolchain()?;
-    let obj = dir.join(OBJECT);
-    let tmp = dir.join(format!("{OBJECT}.tmp"));
-    // Run in bpf/ with relative names: the object's BTF line info then holds no checkout path.
-    run(Command::new("clang")
-        .current_dir(&dir)
-        .args(["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86"])
-        // uapi headers (linux/bpf.h, asm/ptrace.h) from linux-libc-dev
-        .arg("-I/usr/include/x86_64-linux-gnu")
-        .arg(format!("-fdebug-prefix-map={}=.", dir.display()))
-        .args(["-c", SOURCE, "-o"])
-        .arg(&tmp))?;
-    // Debug line info is not needed at run time; .BTF and .BTF.ext (maps, CO-RE) stay.
-    run(Command::new("llvm-strip").arg("-g").arg(&tmp))?;
-    std::fs::rename(&tmp, &obj).with_context(|| format!("writing {}", obj.display()))?;
+    for (object, defines) in [(OBJECT, &[][..]), (RINGBUF_OBJECT, &["-DGEN_RINGBUF"][..])] {
+        let obj = dir.join(object);
+        let tmp = dir.join(format!("{object}.tmp"));
+        // Run in bpf/ with relative names: the object's BTF line info then holds no checkout
+        // path.
+        run(Command::new("clang")
+            .current_dir(&dir)
+            .args(["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86"])
+            .args(defines)
+            // uapi headers (linux/bpf.h, asm/ptrace.h) from linux-libc-dev
+            .arg("-I/usr/include/x86_64-linux-gnu")
+            .arg(format!("-fdebug-prefix-map={}=.", dir.display()))
+            .args(["-c", SOURCE, "-o"])
+            .arg(&tmp))?;
+        // Debug line info is not needed at run time; .BTF and .BTF.ext (maps, CO-RE) stay.
+        run(Command::new("llvm-strip").arg("-g").arg(&tmp))?;
+        std::fs::rename(&tmp, &obj).with_context(|| format!("writing {}", obj.display()))?;
+        let size = std::fs::metadata(&obj)?.len();
+        println!("xtask ebpf: wrote {} ({size} bytes)", obj.display());
+    }
     let parts: Vec<(String, Vec<u8>)> = hash::SOURCE_FILES
         .iter()
         .map(|n| {
@@ -57,11 +66,7 @@ pub fn main(args: &[String]) -> Result<()> {
         .collect();
     let h = hash::source_hash(&refs);
     std::fs::write(dir.join(format!("{OBJECT}.hash")), format!("{h}\n"))?;
-    let size = std::fs::metadata(&obj)?.len();
-    println!(
-        "xtask ebpf: wrote {} ({size} bytes), source hash {h}",
-        obj.display()
-    );
+    println!("xtask ebpf: source hash {h} (both objects)");
     Ok(())
 }
 

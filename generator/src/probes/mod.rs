@@ -153,6 +153,7 @@ pub fn since(prev: &KernelStats, cur: &KernelStats) -> KernelStats {
         retransmits: cur.retransmits.saturating_sub(prev.retransmits),
         unpaired: cur.unpaired.saturating_sub(prev.unpaired),
         sends: cur.sends.saturating_sub(prev.sends),
+        ring_lost: cur.ring_lost.saturating_sub(prev.ring_lost),
     }
 }
 
@@ -239,6 +240,7 @@ mod tests {
             retransmits: 1,
             unpaired: 0,
             sends: 10,
+            ring_lost: 0,
         };
         let f = figures("tracepoint", &stats);
         assert_eq!(f.latency.count(), 10);
