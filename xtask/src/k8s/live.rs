@@ -148,16 +148,20 @@ pub fn main(args: &[String]) -> Result<()> {
     };
     report.print();
     println!(
-        "ok  {} expressions ({} of {} panels, {} recording rules) returned data{} from a \
+        "ok  {} of {} expressions returned data ({} in {} panels, {} recording rules){} from a \
          real Prometheus scraping {what}, in {:.0} s",
         report.lines.len(),
+        report.panel_exprs + report.rules,
         report.panel_exprs,
         report.panels,
         report.rules,
         if report.skipped.is_empty() {
             String::new()
         } else {
-            format!("; {} kernel expressions skipped", report.skipped.len())
+            format!(
+                "; {} kernel expressions SKIPPED: the eBPF probes cannot load here",
+                report.skipped.len()
+            )
         },
         started.elapsed().as_secs_f64()
     );
