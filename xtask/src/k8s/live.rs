@@ -441,8 +441,9 @@ pub fn recorded_names() -> Result<Vec<String>> {
 }
 
 /// Starts Prometheus on the targets, waits until it scrapes every one of them, calls
-/// `start_load`, then waits for every expression to return data (up to 60 s). With
-/// `Kernel::Unavailable`, kernel expressions need only run.
+/// `start_load`, then waits for every expression to return data (up to 60 s), panels
+/// titled "per worker" one series per worker. With `Kernel::Unavailable`, kernel
+/// expressions need only run.
 pub fn check(
     targets: &[Target],
     kernel: &Kernel,
@@ -475,6 +476,7 @@ pub fn check(
         std::thread::sleep(Duration::from_millis(200));
     }
     start_load()?;
+    let workers = targets.iter().filter(|t| t.component == "worker").count();
     let deadline = Instant::now() + QUERY_DEADLINE;
     let mut report = Report {
         lines: Vec::new(),
@@ -489,11 +491,15 @@ pub fn check(
             Kernel::Unavailable(why) if q.needs_probes() => Some(why),
             _ => None,
         };
+        // A per-worker panel shows each worker pod apart: one series each.
+        let per_worker = q.title.contains("per worker");
         let mut last = String::new();
         let ok = loop {
             match prom.query(&q.expr) {
-                Ok(n) if n > 0 || skip.is_some() => break Some(n),
-                Ok(_) => last = "no data".into(),
+                Ok(_) if skip.is_some() => break Some(0),
+                Ok(n) if n > 0 && (!per_worker || n == workers) => break Some(n),
+                Ok(0) => last = "no data".into(),
+                Ok(n) => last = format!("{n} series, not one per worker ({workers})"),
                 Err(err) => {
                     last = format!("{err:#}");
                     // A bad expression stays bad: no point waiting.
