@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use generator::cluster::wire::{Desired, Heartbeat};
 use generator::measure::Recorder;
 
-use crate::proc;
+use crate::proc::{self, Guard};
 
 pub fn main(args: &[String]) -> Result<()> {
     let mut counts = vec![20usize, 200];
@@ -52,10 +52,7 @@ pub fn main(args: &[String]) -> Result<()> {
 
 /// One measurement: (heartbeats per second answered, coordinator CPU as a fraction of a core).
 fn measure(gen: &std::path::Path, workers: usize, seconds: u64) -> Result<(f64, f64)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", proc::free_port("127.0.0.1")?);
     let coord = Guard(
         Command::new(gen)
             .args(["coordinator", "--listen", &addr])
@@ -143,16 +140,6 @@ fn measure(gen: &std::path::Path, workers: usize, seconds: u64) -> Result<(f64, 
     }
     let secs = (t1 - t0).as_secs_f64();
     Ok(((beats1 - beats0) as f64 / secs, (cpu1 - cpu0) / secs))
-}
-
-/// Kills the child by PID when dropped.
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// One POST over a fresh connection (as `gen worker` does); the body of a 2xx answer.

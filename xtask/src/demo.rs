@@ -7,13 +7,12 @@
 //! - `--headless`: the coordinator waits for the workers, runs for `--duration`, prints the
 //!   merged report and exits with its code; so does the demo.
 //!
-//! Every process is started here and stopped by its PID when the demo ends.
-
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+//! Every process is started here (`local_cluster.rs`, shared with `cargo xtask k8s check`)
+//! and stopped by its PID when the demo ends.
 
 use anyhow::{bail, Context, Result};
 
+use crate::local_cluster::{self, LocalCluster, Spec};
 use crate::proc;
 
 struct Opts {
@@ -54,134 +53,63 @@ fn parse(args: &[String]) -> Result<Opts> {
     Ok(o)
 }
 
-/// A child stopped by its PID on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.0.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 pub fn main(args: &[String]) -> Result<()> {
     let o = parse(args)?;
-    proc::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "generator",
-        "-p",
-        "sample-webapp",
-    ])?;
-    let bin = proc::target_dir()?.join("release");
-    let gen = bin.join("gen");
-    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/seed.toml");
-    let app = proc::Server::start(
-        Command::new(bin.join("sample-webapp")).args(["--listen", "127.0.0.1:0"]),
-        "listening on ",
-    )?;
-    let url = format!("http://{}/", app.addr);
+    let bin = local_cluster::build()?;
+    let seed = local_cluster::seed_scenario();
     let duration = o
         .duration
         .clone()
         .unwrap_or_else(|| if o.headless { "20s" } else { "10m" }.into());
-    let load = [
+    let load: Vec<String> = [
         "--scenario",
         seed.to_str().context("non-UTF-8 path")?,
-        &url,
         "--rate",
         &o.rate,
         "--duration",
         &duration,
-    ];
-    let n = o.workers.to_string();
-    let mut coord_cmd = Command::new(&gen);
-    coord_cmd.args(["coordinator", "--listen", &o.listen]);
-    if o.headless {
-        coord_cmd
-            .args(["--expect-workers", &n, "--wait", "60s"])
-            .args(load);
-    }
-    let mut coord = Guard(
-        coord_cmd
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting gen coordinator")?,
-    );
-    wait_for(
-        || proc::http_get(&o.listen, "/api/v1/status").is_ok(),
-        "the coordinator",
-    )?;
-    let _workers: Vec<Guard> = (0..o.workers)
-        .map(|i| {
-            // One loopback address each, as separate hosts would have.
-            let listen = format!("127.0.0.{}:0", i + 2);
-            Command::new(&gen)
-                .args(["worker", "--coordinator", &o.listen, "--listen", &listen])
-                .args(["--name", &format!("demo-worker-{i}")])
-                .stdin(Stdio::null())
-                .spawn()
-                .map(Guard)
-                .context("starting gen worker")
-        })
-        .collect::<Result<_>>()?;
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut cluster = LocalCluster::start(&Spec {
+        bin: &bin,
+        workers: o.workers,
+        listen: o.listen.clone(),
+        token: None,
+        name: "demo-worker",
+        lifetime_s: None,
+        headless_load: o.headless.then(|| load.clone()),
+    })?;
     println!(
         "sample-webapp on {}, coordinator on {}, {} workers; seed scenario at {} req/s for {duration}",
-        app.addr, o.listen, o.workers, o.rate
+        cluster.app.addr, o.listen, o.workers, o.rate
     );
     if o.headless {
-        let status = coord.0.wait().context("waiting for the coordinator")?;
-        let stats = proc::http_get(&app.addr, "/_stats")?;
+        let status = cluster
+            .coordinator
+            .0
+            .wait()
+            .context("waiting for the coordinator")?;
+        let stats = proc::http_get(&cluster.app.addr, "/_stats")?;
         println!("\nsample-webapp's own count: {stats}");
         if !status.success() {
             bail!("the headless run ended with {status}");
         }
         return Ok(());
     }
-    wait_for(
-        || {
-            proc::http_get(&o.listen, "/api/v1/status")
-                .ok()
-                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-                .and_then(|s| s["workers"].as_array().map(|w| w.len()))
-                == Some(o.workers)
-        },
-        "the workers",
-    )?;
-    let body = serde_json::json!({ "load": load }).to_string();
-    let answer = proc::http(&o.listen, "POST", "/api/v1/run", &body)?;
+    cluster.wait_for_workers()?;
+    let mut load = load;
+    load.push(cluster.url.clone());
+    let answer = cluster.start_run(&load)?;
     println!(
         "run ordered: {answer}\nUI: http://{}/ (Ctrl-C ends the demo)",
         o.listen
     );
-    let status = coord.0.wait().context("waiting for the coordinator")?;
+    let status = cluster
+        .coordinator
+        .0
+        .wait()
+        .context("waiting for the coordinator")?;
     println!("coordinator ended: {status}");
-    Ok(())
-}
-
-/// Polls `ready` every 100 ms for up to 30 s.
-fn wait_for(mut ready: impl FnMut() -> bool, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        if Instant::now() > deadline {
-            bail!("{what} did not come up within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
     Ok(())
 }

@@ -7,11 +7,12 @@
 //! That is kustomize's own way to vary a deployment, so the rendered YAML is exactly what
 //! `kubectl apply -k` would build, with no YAML templating of our own and no `sed`.
 //!
-//! `k8s check` runs the offline checks (CI runs the same through the tests below):
-//! kustomize + `kubernetes-validate --strict` of every overlay, yamllint, hadolint, the
-//! invariants of [`invariants`], `promtool check config` on a copy with file_sd, `promtool
-//! check/test rules`, and every Grafana panel expression against a real Prometheus (see
-//! [`live`]).
+//! `k8s check` (run by `cargo xtask ci`) runs the offline checks: kustomize +
+//! `kubernetes-validate --strict` of every overlay, yamllint, hadolint, the invariants of
+//! [`invariants`], `promtool check config` on a copy with file_sd, `promtool check/test
+//! rules`, and every Grafana panel expression and recording rule against a real Prometheus
+//! scraping a real local cluster under load (see [`live`]). The tests below run the same
+//! checks, the dashboard one against a simulated cluster (no release build inside a test).
 
 mod live;
 
@@ -61,7 +62,7 @@ pub struct Render {
 
 const USAGE: &str = "usage: cargo xtask k8s --target URL --image IMAGE [--webapp-image IMAGE] \
 [--workers N] [--overlay gke|local|job] [--rate R --duration D (job)] [--out DIR]\n       cargo xtask k8s check\n       \
-cargo xtask k8s dashboard [--coordinator ADDR --worker ADDR...]";
+cargo xtask k8s dashboard [--simulated | --coordinator ADDR --worker ADDR...]";
 
 fn render_main(args: &[String]) -> Result<()> {
     let (render, out) = parse_render(args)?;

@@ -4,10 +4,12 @@
 //!   workers on 127.0.0.x running the seed scenario; `--headless` prints the merged report
 //!   (see `demo.rs`).
 //! - `ci`    everything CI checks: installs the Debian packages tests need when missing,
-//!   then fmt, clippy and the whole test suite (release build: timing tests need it).
+//!   then fmt, clippy, the whole test suite (release build: timing tests need it), `k8s
+//!   check` (the dashboard against a local cluster) and the fuzz targets.
 //! - `bench` whole-system comparison against peers (see `bench.rs`).
 //! - `k8s`   render the Kubernetes manifests; `k8s check` runs the offline checks of `k8s/`
-//!   (see `k8s.rs`; the tests run them too).
+//!   (see `k8s.rs`; the tests run them too), the Grafana dashboard against a real Prometheus
+//!   scraping a local cluster (`k8s/live.rs`); `ci` runs it.
 //! - `ebpf`  rebuild the committed eBPF object of the kernel probes (see `ebpf.rs`).
 //! - `bench-cluster` the coordinator's CPU cost with simulated workers.
 //! - `fuzz`  each fuzz target for a bounded time from its seed corpus (see `fuzz.rs`).
@@ -18,6 +20,7 @@ mod demo;
 mod ebpf;
 mod fuzz;
 mod k8s;
+mod local_cluster;
 mod proc;
 
 use std::path::Path;
@@ -36,7 +39,7 @@ fn main() {
         Some("ebpf") => ebpf::main(&args[1..]),
         Some("fuzz") => fuzz::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo|ci|bench|bench-cluster|ebpf|fuzz|k8s> [args]\n\n  demo [--headless] [--workers N] [--rate R] [--duration D]\n                                     local cluster: sample-webapp, coordinator (UI :8089), workers, seed scenario\n  ci                                 install test deps, fmt, clippy, tests\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  bench-cluster [--workers 20,200]   coordinator CPU with N simulated workers\n  k8s --target URL --image IMAGE [--workers N] [--overlay gke|local|job] [--out DIR]\n  k8s check                          every offline check of k8s/ (docs/kubernetes.md)\n  ebpf                               rebuild generator-ebpf/bpf/*.o with clang\n  fuzz [--time SECS] [TARGET...]     fuzz targets from their seed corpus (default 60 s each)");
+            eprintln!("usage: cargo xtask <demo|ci|bench|bench-cluster|ebpf|fuzz|k8s> [args]\n\n  demo [--headless] [--workers N] [--rate R] [--duration D]\n                                     local cluster: sample-webapp, coordinator (UI :8089), workers, seed scenario\n  ci                                 install test deps, fmt, clippy, tests, k8s check, fuzz\n  bench [--quick]                    gen vs wrk, h2load, oha; writes target/bench/\n  bench-cluster [--workers 20,200]   coordinator CPU with N simulated workers\n  k8s --target URL --image IMAGE [--workers N] [--overlay gke|local|job] [--out DIR]\n  k8s check                          every offline check of k8s/, the dashboard against a local cluster (docs/kubernetes.md)\n  k8s dashboard [--simulated | --coordinator ADDR --worker ADDR...]\n                                     only the dashboard check (simulated or given processes)\n  ebpf                               rebuild generator-ebpf/bpf/*.o with clang\n  fuzz [--time SECS] [TARGET...]     fuzz targets from their seed corpus (default 60 s each)");
             std::process::exit(2);
         }
     };
@@ -73,6 +76,8 @@ fn ci() -> Result<()> {
     if !epoll.success() {
         bail!("the integration tests failed on the epoll driver ({epoll})");
     }
+    // Every offline check of k8s/, the dashboard against a real local cluster.
+    k8s::main(&["check".into()])?;
     fuzz::main(&["--time".into(), "60".into()])?;
     Ok(())
 }

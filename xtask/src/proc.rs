@@ -1,12 +1,13 @@
 //! Process helpers: run cargo, start a server and wait for its "listening on" line, a tiny
-//! HTTP GET for stats endpoints. Servers are killed by PID when dropped.
+//! HTTP client for stats and control endpoints, a free loopback port. Servers and guarded
+//! children are killed by PID when dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -77,18 +78,66 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // SIGTERM first so the server can shut down gracefully, then make sure.
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
+}
+
+/// A child stopped by its PID on drop (SIGTERM, then SIGKILL after 5 s).
+pub struct Guard(pub Child);
+
+impl Guard {
+    pub fn spawn(cmd: &mut Command) -> Result<Guard> {
+        cmd.spawn()
+            .map(Guard)
+            .with_context(|| format!("starting {cmd:?}"))
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        stop(&mut self.0);
+    }
+}
+
+/// SIGTERM first so the process can shut down gracefully, then make sure (SIGKILL after 5 s).
+fn stop(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A free TCP port on `ip` (a loopback address): bind, read it, release. The caller's
+/// server fails loudly in the unlikely case another process took it in between.
+pub fn free_port(ip: &str) -> Result<u16> {
+    Ok(TcpListener::bind((ip, 0))
+        .with_context(|| format!("binding {ip}:0"))?
+        .local_addr()?
+        .port())
+}
+
+/// Polls `ready` every 100 ms for up to `secs` seconds.
+pub fn wait_for(secs: u64, what: &str, mut ready: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ready() {
+        if Instant::now() > deadline {
+            bail!("{what} did not come up within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 /// GET `path` from `addr` over a fresh connection; returns the body.
@@ -98,18 +147,36 @@ pub fn http_get(addr: &str, path: &str) -> Result<String> {
 
 /// One request over a fresh connection (a JSON body when not empty); returns the body.
 pub fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<String> {
+    request(addr, method, path, body, None).map(|(_, body)| body)
+}
+
+/// One request over a fresh connection, with `Authorization: Bearer <token>` when given;
+/// returns (status, body).
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Result<(u16, String)> {
     let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         {auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    match buf.split_once("\r\n\r\n") {
-        Some((_, body)) => Ok(body.to_string()),
-        None => bail!("bad response from {addr}{path}: {buf:?}"),
-    }
+    let Some((head, body)) = buf.split_once("\r\n\r\n") else {
+        bail!("bad response from {addr}{path}: {buf:?}")
+    };
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no HTTP status from {addr}{path}: {head:?}"))?;
+    Ok((status, body.to_string()))
 }
