@@ -218,6 +218,7 @@ impl Coordinator {
         );
         if let Some(run) = st.run.as_mut() {
             run.names = cfg.scenario.map_or(Vec::new(), |s| s.names);
+            self.metrics.set_names(run.names.clone());
         }
         Ok(epoch)
     }

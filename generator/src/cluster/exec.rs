@@ -113,6 +113,12 @@ impl Executor for EngineExecutor {
         let control = Arc::new(Control::starting_at(start));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let shares = std::sync::Arc::new(Mutex::new(order.shares.clone()));
+        // Per request name in /metrics, as the coordinator's stats table.
+        self.metrics.set_names(
+            cfg.scenario
+                .as_ref()
+                .map_or(Vec::new(), |s| s.names.clone()),
+        );
         let handle = {
             let shares_now = Arc::clone(&shares);
             let skip = self.coordinator.clone();

@@ -700,7 +700,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             if c.req.intended >= self.sh.plan.warmup_ns() {
                 self.rec.record_error(kind);
                 if let Some(w) = &self.work {
-                    self.rec.record_endpoint_failure(w.endpoint(i));
+                    self.rec.record_endpoint_failure(w.endpoint(i), kind);
                 }
             }
             self.last_ns = now;
@@ -770,7 +770,8 @@ impl<'a, D: Driver> Worker<'a, D> {
             if c.phase == Phase::Busy && c.req.intended >= warm {
                 self.rec.record_error(ErrorKind::Timeout);
                 if let Some(w) = &self.work {
-                    self.rec.record_endpoint_failure(w.endpoint(i as u32));
+                    self.rec
+                        .record_endpoint_failure(w.endpoint(i as u32), ErrorKind::Timeout);
                 }
             }
             if c.fd >= 0 && c.pending > 0 {

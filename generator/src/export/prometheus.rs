@@ -2,9 +2,15 @@
 //! coordinator), in the Prometheus text format 0.0.4 through `prometheus-client`.
 //!
 //! The engine already merges its threads' [`Snapshot`]s once a second; [`Metrics`] adds each
-//! merged interval to a cumulative snapshot per endpoint (request name), and a scrape turns
-//! those into Prometheus counters, gauges and histograms on the fly (a `prometheus-client`
-//! [`Collector`]). Nothing here is on the hot path: one lock per interval and per scrape.
+//! merged interval to cumulative figures per endpoint (request name: each snapshot's per-name
+//! rows when the run has a scenario, see [`Metrics::set_names`]) and to one cumulative
+//! snapshot of everything, and a scrape turns those into Prometheus counters, gauges and
+//! histograms on the fly (a `prometheus-client` [`Collector`]). Nothing here is on the hot
+//! path: one lock per interval and per scrape.
+//!
+//! Per endpoint: requests by status class, errors by kind and response time. Service time,
+//! schedule lag and connect time are per process (no endpoint label): the engine keeps them
+//! per run, not per request name, and the dashboard sums them over endpoints anyway.
 //!
 //! Histogram buckets are exponential with factor 1.25 from 25 µs to about a minute (67
 //! buckets), so `histogram_quantile` interpolates within 25% of a bucket's width; the exact
@@ -26,7 +32,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::measure::{ErrorKind, Hist, Snapshot};
+use crate::measure::{EndpointStats, ErrorKind, Hist, Snapshot};
 
 /// `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -61,8 +67,12 @@ pub struct ClusterFigures {
 
 #[derive(Debug)]
 struct State {
-    /// Cumulative snapshot per endpoint since the process started.
-    endpoints: BTreeMap<String, Snapshot>,
+    /// The current run's request names, index-aligned with each snapshot's per-name rows.
+    names: Vec<String>,
+    /// Cumulative figures per endpoint since the process started.
+    endpoints: BTreeMap<String, EndpointStats>,
+    /// Cumulative snapshot of every endpoint since the process started.
+    all: Snapshot,
     /// Kernel figures from the eBPF probes, when they run: (request latency, connect time).
     kernel: Option<(Hist, Hist)>,
     target_rate: f64,
@@ -88,7 +98,9 @@ impl Metrics {
     pub fn new() -> Self {
         Metrics {
             state: Arc::new(Mutex::new(State {
+                names: Vec::new(),
                 endpoints: BTreeMap::new(),
+                all: Snapshot::empty(),
                 kernel: None,
                 target_rate: 0.0,
                 connections: 0,
@@ -103,14 +115,35 @@ impl Metrics {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds one interval's merged snapshot of `endpoint` to its running totals.
+    /// The request names of the run whose intervals come next (empty without a scenario).
+    /// Bounded: they come from the plan, never from the traffic.
+    pub fn set_names(&self, names: Vec<String>) {
+        self.lock().names = names;
+    }
+
+    /// Adds one interval's merged snapshot to the running totals: per request name from its
+    /// per-name rows when they match [`Metrics::set_names`], else all under `endpoint`.
     pub fn add_interval(&self, endpoint: &str, delta: &Snapshot) {
         let mut st = self.lock();
-        match st.endpoints.get_mut(endpoint) {
-            Some(total) => total.merge(delta),
+        let State {
+            names,
+            endpoints,
+            all,
+            ..
+        } = &mut *st;
+        all.merge(delta);
+        let mut add = |name: &str, e: &EndpointStats| match endpoints.get_mut(name) {
+            Some(total) => total.merge(e),
             None => {
-                st.endpoints.insert(endpoint.to_owned(), delta.clone());
+                endpoints.insert(name.to_owned(), e.clone());
             }
+        };
+        if !names.is_empty() && delta.endpoints.len() == names.len() {
+            for (name, e) in names.iter().zip(&delta.endpoints) {
+                add(name, e);
+            }
+        } else {
+            add(endpoint, &endpoint_of(delta));
         }
     }
 
@@ -142,12 +175,7 @@ impl Metrics {
 
     /// The response-time histogram merged over every endpoint.
     pub fn merged_response(&self) -> Hist {
-        let st = self.lock();
-        let mut all = Hist::new();
-        for s in st.endpoints.values() {
-            all.merge(&s.response);
-        }
-        all
+        self.lock().all.response.clone()
     }
 
     /// Renders the exposition (Prometheus text format 0.0.4).
@@ -177,25 +205,23 @@ impl Collector for View {
 
         let mut requests = Vec::new();
         let mut errors = Vec::new();
-        let mut dropped = 0u64;
         for (name, s) in &st.endpoints {
-            let classes = s.status_classes();
-            for (i, n) in classes.iter().enumerate() {
+            for (i, n) in s.status.iter().enumerate().skip(1) {
                 if *n > 0 {
-                    requests.push((endpoint_status(name, &format!("{}xx", i + 1)), *n));
+                    requests.push((endpoint_status(name, &format!("{i}xx")), *n));
                 }
             }
-            if s.status_other() > 0 {
-                requests.push((endpoint_status(name, "other"), s.status_other()));
+            if s.status[0] > 0 {
+                requests.push((endpoint_status(name, "other"), s.status[0]));
             }
             // Every kind, zeros included: `rate()` of a series that exists reads 0, while a
             // series that appears with the first error reads "no data" until then.
             for kind in ErrorKind::ALL {
                 let labels = vec![("endpoint", name.clone()), ("kind", kind.as_str().into())];
-                errors.push((labels, s.errors(kind)));
+                errors.push((labels, s.errors[kind.index()]));
             }
-            dropped += s.dropped();
         }
+        let dropped = st.all.dropped();
         counter_family(
             &mut enc,
             "gen_requests",
@@ -215,45 +241,37 @@ impl Collector for View {
             &[(Vec::new(), dropped)],
         )?;
 
-        type Pick = fn(&Snapshot) -> &Hist;
-        let per_endpoint: [(&str, &str, Pick); 2] = [
-            (
-                "gen_response_time_seconds",
-                "Response time: done minus intended send time (coordinated-omission free).",
-                |s| &s.response,
-            ),
-            (
-                "gen_service_time_seconds",
-                "Service time: done minus actual send time.",
-                |s| &s.service,
-            ),
-        ];
-        for (name, help, pick) in per_endpoint {
-            let hists: Vec<(Labels, &Hist)> = st
-                .endpoints
-                .iter()
-                .map(|(ep, s)| (vec![("endpoint", ep.clone())], pick(s)))
-                .collect();
-            histogram_family(&mut enc, name, help, &hists, &bounds)?;
-        }
-        let mut lag = Hist::new();
-        let mut connect = Hist::new();
-        for s in st.endpoints.values() {
-            lag.merge(&s.lag);
-            connect.merge(&s.connect);
-        }
+        let hists: Vec<(Labels, &Hist)> = st
+            .endpoints
+            .iter()
+            .map(|(ep, s)| (vec![("endpoint", ep.clone())], &s.response))
+            .collect();
+        histogram_family(
+            &mut enc,
+            "gen_response_time_seconds",
+            "Response time: done minus intended send time (coordinated-omission free).",
+            &hists,
+            &bounds,
+        )?;
+        histogram_family(
+            &mut enc,
+            "gen_service_time_seconds",
+            "Service time: done minus actual send time.",
+            &[(Vec::new(), &st.all.service)],
+            &bounds,
+        )?;
         histogram_family(
             &mut enc,
             "gen_schedule_lag_seconds",
             "Schedule lag: actual minus intended send time (the generator's own lateness).",
-            &[(Vec::new(), &lag)],
+            &[(Vec::new(), &st.all.lag)],
             &bounds,
         )?;
         histogram_family(
             &mut enc,
             "gen_connect_seconds",
             "TCP connect time measured by the generator.",
-            &[(Vec::new(), &connect)],
+            &[(Vec::new(), &st.all.connect)],
             &bounds,
         )?;
         if let Some((latency, kconnect)) = &st.kernel {
@@ -397,6 +415,26 @@ fn histogram_family(
     Ok(())
 }
 
+/// A whole snapshot as the figures of one endpoint (a run without request names).
+fn endpoint_of(s: &Snapshot) -> EndpointStats {
+    let classes = s.status_classes();
+    let mut status = [s.status_other(), 0, 0, 0, 0, 0];
+    status[1..].copy_from_slice(&classes);
+    let mut errors = [0u64; ErrorKind::COUNT];
+    for kind in ErrorKind::ALL {
+        errors[kind.index()] = s.errors(kind);
+    }
+    EndpointStats {
+        response: s.response.clone(),
+        responses: s.requests(),
+        bad_status: s.requests().saturating_sub(classes[1]),
+        no_response: s.errors_total().saturating_sub(s.errors(ErrorKind::Status)),
+        bytes_received: s.bytes_received(),
+        status,
+        errors,
+    }
+}
+
 /// Prometheus buckets of an HDR histogram: (sum in seconds, count, per-bucket counts with the
 /// `+Inf` bucket last). Per-bucket (not cumulative) counts: the encoder accumulates them.
 fn buckets_of(h: &Hist, bounds: &[f64; BUCKETS]) -> (f64, u64, Vec<(f64, u64)>) {
@@ -477,7 +515,7 @@ mod tests {
             "gen_dropped_total 0",
             "gen_response_time_seconds_count{endpoint=\"POST /metrics\"} 4",
             "gen_response_time_seconds_bucket{endpoint=\"POST /login\",le=\"+Inf\"} 1",
-            "gen_service_time_seconds_count{endpoint=\"POST /login\"} 1",
+            "gen_service_time_seconds_count 5",
             "gen_schedule_lag_seconds_count 5",
             "gen_target_rate 1000",
             "gen_cpu_seconds_total ",
@@ -494,6 +532,35 @@ mod tests {
             !text.contains("gen_kernel_"),
             "kernel metrics only with probes"
         );
+    }
+
+    /// A scenario run: one series per request name, from each snapshot's per-name rows.
+    #[test]
+    fn a_scenario_run_is_split_by_request_name() {
+        let m = Metrics::new();
+        m.set_names(vec!["login".into(), "metrics".into()]);
+        let mut r = Recorder::with_endpoints(2);
+        for (ep, status) in [(0u16, 200u16), (1, 200), (1, 200), (1, 503)] {
+            r.record_sent(10);
+            r.record_response(0, 0, 1_000_000, 2_000_000, status, 100);
+            r.record_endpoint(ep, 0, 2_000_000, status, 100);
+        }
+        r.record_error(ErrorKind::Timeout);
+        r.record_endpoint_failure(0, ErrorKind::Timeout);
+        m.add_interval("default", &r.take_snapshot());
+        let text = m.encode();
+        for needle in [
+            "gen_requests_total{endpoint=\"login\",status=\"2xx\"} 1",
+            "gen_requests_total{endpoint=\"metrics\",status=\"2xx\"} 2",
+            "gen_requests_total{endpoint=\"metrics\",status=\"5xx\"} 1",
+            "gen_errors_total{endpoint=\"metrics\",kind=\"status\"} 1",
+            "gen_errors_total{endpoint=\"login\",kind=\"timeout\"} 1",
+            "gen_response_time_seconds_count{endpoint=\"metrics\"} 3",
+            "gen_service_time_seconds_count 4",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+        assert!(!text.contains("endpoint=\"default\""), "{text}");
     }
 
     #[test]

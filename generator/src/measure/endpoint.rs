@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Hist;
+use super::{ErrorKind, Hist};
 
 /// Figures of one request name over an interval (or, merged, over a run).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,14 @@ pub struct EndpointStats {
     pub no_response: u64,
     /// Bytes received in responses.
     pub bytes_received: u64,
+    /// Responses per status class, `[other, 1xx, 2xx, 3xx, 4xx, 5xx]` (as the run's totals):
+    /// the per-name `gen_requests_total{endpoint,status}`.
+    #[serde(default)]
+    pub status: [u64; 6],
+    /// Failures per [`ErrorKind`] (a response >= 400 counts as `status`, as in the totals):
+    /// the per-name `gen_errors_total{endpoint,kind}`.
+    #[serde(default)]
+    pub errors: [u64; ErrorKind::COUNT],
 }
 
 impl EndpointStats {
@@ -45,12 +53,23 @@ impl EndpointStats {
         if !(200..300).contains(&status) {
             self.bad_status = self.bad_status.saturating_add(1);
         }
+        let class = match status {
+            100..=599 => (status / 100) as usize,
+            _ => 0,
+        };
+        self.status[class] = self.status[class].saturating_add(1);
+        if status >= 400 {
+            let e = &mut self.errors[ErrorKind::Status.index()];
+            *e = e.saturating_add(1);
+        }
     }
 
-    /// Counts one request that failed without a response.
+    /// Counts one request that failed without a response, of error `kind`.
     #[inline]
-    pub fn record_failure(&mut self) {
+    pub fn record_failure(&mut self, kind: ErrorKind) {
         self.no_response = self.no_response.saturating_add(1);
+        let e = &mut self.errors[kind.index()];
+        *e = e.saturating_add(1);
     }
 
     /// Adds `other` (exact).
@@ -60,6 +79,12 @@ impl EndpointStats {
         self.bad_status = self.bad_status.saturating_add(other.bad_status);
         self.no_response = self.no_response.saturating_add(other.no_response);
         self.bytes_received = self.bytes_received.saturating_add(other.bytes_received);
+        for (a, b) in self.status.iter_mut().zip(&other.status) {
+            *a = a.saturating_add(*b);
+        }
+        for (a, b) in self.errors.iter_mut().zip(&other.errors) {
+            *a = a.saturating_add(*b);
+        }
     }
 }
 
@@ -74,11 +99,15 @@ mod tests {
         a.record_response(2_000_000, 302, 10);
         a.record_response(3_000_000, 500, 10);
         let mut b = EndpointStats::default();
-        b.record_failure();
+        b.record_failure(ErrorKind::Timeout);
         b.record_response(4_000_000, 204, 5);
         a.merge(&b);
         assert_eq!((a.requests(), a.failures(), a.responses), (5, 3, 4));
         assert_eq!(a.bytes_received, 35);
         assert_eq!(a.response.count(), 4);
+        // The same classes and kinds as the run's totals.
+        assert_eq!(a.status, [0, 0, 2, 1, 0, 1]);
+        assert_eq!(a.errors[ErrorKind::Status.index()], 1);
+        assert_eq!(a.errors[ErrorKind::Timeout.index()], 1);
     }
 }

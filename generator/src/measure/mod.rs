@@ -351,11 +351,11 @@ impl Recorder {
         }
     }
 
-    /// Counts one failure without a response for request name `ep`.
+    /// Counts one failure without a response, of error `kind`, for request name `ep`.
     #[inline]
-    pub fn record_endpoint_failure(&mut self, ep: u16) {
+    pub fn record_endpoint_failure(&mut self, ep: u16, kind: ErrorKind) {
         if let Some(e) = self.cur.endpoints.get_mut(ep as usize) {
-            e.record_failure();
+            e.record_failure(kind);
         }
     }
 
