@@ -282,6 +282,17 @@ impl RunConfig {
         })
     }
 
+    /// This run with `users` of the users model's users, spawned at `spawn_rate` (a cluster
+    /// worker's share): one connection per user, and no more threads than users.
+    pub fn with_users(mut self, users: usize, spawn_rate: Option<f64>) -> RunConfig {
+        if self.plan.users().is_some() {
+            self.plan = self.plan.with_users(users, spawn_rate);
+            self.connections = users;
+            self.threads = self.threads.min(users).max(1);
+        }
+        self
+    }
+
     /// The run's description for the report.
     pub fn run_info(&self, driver: &str) -> RunInfo {
         RunInfo {

@@ -15,7 +15,7 @@ use crate::plan::Plan;
 
 use super::agent::Executor;
 use super::coordinator::{load_argv, load_config};
-use super::wire::{share_at, Interval, KernelInterval, Order, ShareStep, WorkerState};
+use super::wire::{share_at, Interval, KernelInterval, Order, ShareStep, UsersShare, WorkerState};
 
 /// Name of the single endpoint of a run without named requests.
 pub const DEFAULT_ENDPOINT: &str = "default";
@@ -75,6 +75,33 @@ pub fn plan_for_shares(base: &Plan, shares: &[ShareStep]) -> Plan {
     )
 }
 
+/// The load narrowed to this worker's part of the users. With `--seed`, every worker would
+/// draw the same `{{user.id}}` UUIDs (they come from the seeded RNG of each thread), so the
+/// seed is mixed with the worker's first user number, unique in the cluster; the first worker
+/// keeps the seed as given.
+fn users_config(cfg: RunConfig, u: &UsersShare) -> Result<RunConfig, String> {
+    if cfg.plan.users().is_none() {
+        return Err("order has users but its load is not the users model".into());
+    }
+    let users = usize::try_from(u.users)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("order with {} users", u.users))?;
+    let mut cfg = cfg.with_users(users, u.spawn_rate);
+    if u.first_user > 0 {
+        cfg.seed ^= splitmix64(u.first_user);
+    }
+    Ok(cfg)
+}
+
+/// SplitMix64's finalizer: spreads a small integer over all 64 bits.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -96,6 +123,9 @@ impl Executor for EngineExecutor {
             let argv = load_argv(&order.load)?;
             let mut cfg: RunConfig = load_config(&argv)?;
             cfg.progress = false;
+            if let Some(u) = order.users {
+                cfg = users_config(cfg, &u)?;
+            }
             let base = cfg.plan.clone();
             cfg.plan = plan_for_shares(&base, &order.shares);
             Ok::<_, String>((cfg, base))
