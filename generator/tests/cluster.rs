@@ -297,6 +297,85 @@ fn users_ids_are_unique_across_workers() {
     );
 }
 
+/// Users are not moved when a worker is lost: 20 users on 2 workers (10 each), one killed
+/// mid-run; its 10 users are gone, the report and its events say so, the other keeps 10.
+#[test]
+fn users_of_a_lost_worker_are_gone() {
+    let app = Webapp::start(&[]);
+    let coord = Coord::start(&[
+        "--expect-workers",
+        "2",
+        "--wait",
+        "30s",
+        "--target",
+        &app.url("/"),
+        "--users",
+        "20",
+        "--think",
+        "100ms",
+        "--duration",
+        "6s",
+        "--json",
+    ]);
+    let mut w: Vec<Worker> = ["w0", "w1"]
+        .iter()
+        .map(|n| Worker::start(&coord.addr, n, &[]))
+        .collect();
+    // Kill w1 once the cluster has reported two seconds of the run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while coord.status()["run"]["series"]
+        .as_array()
+        .is_none_or(|s| s.len() < 2)
+    {
+        assert!(Instant::now() < deadline, "the run never got going");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = coord.status();
+    let users: Vec<u64> = st["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["users"].as_u64().unwrap())
+        .collect();
+    assert_eq!(users, [10, 10], "{st}");
+    w[1].kill();
+    let (code, out, err) = coord.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "stderr: {err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    common::assert_schema_valid(&r);
+    assert_eq!(
+        r["cluster"]["users"],
+        serde_json::json!({"users": 20, "running": 10}),
+        "{r}"
+    );
+    let events: Vec<&str> = r["cluster"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert!(
+        events.contains(&"worker w1 lost with its 10 users (10 of 20 users left)"),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.starts_with("rebalanced")),
+        "{events:?}"
+    );
+    assert!(err.contains("lost with its 10 users"), "{err}");
+    // The last second of the run holds w0's 10 users only: about 10 / (0.1 s + service) req/s.
+    let series = r["series"].as_array().unwrap();
+    let last = series
+        .iter()
+        .find(|p| p["t_s"].as_f64() == Some(5.0))
+        .and_then(|p| p["sent"].as_f64())
+        .unwrap_or_else(|| panic!("no second 5 in {series:?}"));
+    assert!(
+        (70.0..=105.0).contains(&last),
+        "last second sent {last}: {series:?}"
+    );
+}
+
 /// `--abort-on-fail` through the coordinator: half the responses are 500s, so `errors<1%`
 /// fails within the first seconds; the coordinator stops every worker, the JSON says
 /// `aborted`, and the exit code is 3, long before the 30 s planned.

@@ -452,7 +452,8 @@ async fn headless(
 }
 
 /// The report JSON with the `cluster` object: the workers that ran it (name, threads, and
-/// their users in the users model).
+/// their users in the users model), the users still running, and the run's events (workers
+/// lost or added, rebalances, an abort).
 fn with_workers(mut json: serde_json::Value, coord: &Coordinator) -> serde_json::Value {
     let st = coord.state();
     let workers: Vec<serde_json::Value> = st
@@ -462,8 +463,22 @@ fn with_workers(mut json: serde_json::Value, coord: &Coordinator) -> serde_json:
             None => serde_json::json!({"name": name, "threads": w.threads}),
         })
         .collect();
+    let mut cluster = serde_json::json!({ "workers": workers });
+    if let Some(run) = &st.run {
+        if let Some(u) = run.users {
+            cluster["users"] = serde_json::json!({
+                "users": u.total,
+                "running": run.users_running(&st.workers),
+            });
+        }
+        cluster["events"] = run
+            .events
+            .iter()
+            .map(|(t, e)| serde_json::json!({"t_s": t, "event": e}))
+            .collect();
+    }
     if let Some(map) = json.as_object_mut() {
-        map.insert("cluster".into(), serde_json::json!({ "workers": workers }));
+        map.insert("cluster".into(), cluster);
     }
     json
 }
