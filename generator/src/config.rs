@@ -91,6 +91,9 @@ pub struct RunConfig {
     pub scenario: Option<crate::scenario::Scenario>,
     /// Seed of the scenario's random picks and values.
     pub seed: u64,
+    /// Number of this process's first user in the run (a cluster worker's place in the
+    /// cluster's users; 0 alone), so `pick = "user"` CSV rows stay per user cluster-wide.
+    pub first_user: u64,
     /// `--threshold` and the scenario's thresholds.
     pub thresholds: Vec<crate::export::Threshold>,
     /// `--abort-on-fail`: stop as soon as a threshold is certainly failed.
@@ -277,6 +280,7 @@ impl RunConfig {
             unresolved,
             scenario,
             seed: a.seed.unwrap_or_else(random_seed),
+            first_user: 0,
             thresholds,
             abort_on_fail: a.abort_on_fail,
         })

@@ -234,7 +234,8 @@ fn users_split_over_workers_by_threads() {
 }
 
 /// `{{user.id}}` stays unique over the cluster, even with `--seed` (each worker mixes its
-/// first user number into the seed): 6 users on 3 workers carry 6 different UUIDv4s.
+/// first user number into the seed): 6 users on 3 workers carry 6 different UUIDv4s, and
+/// `pick = "user"` CSV rows are numbered over the cluster: 6 users, 6 different rows.
 #[test]
 fn users_ids_are_unique_across_workers() {
     use std::collections::{HashMap, HashSet};
@@ -242,9 +243,11 @@ fn users_ids_are_unique_across_workers() {
     let dir = std::env::temp_dir().join(format!("gen-cluster-users-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("id.toml");
+    std::fs::write(dir.join("rows.csv"), "row\nr0\nr1\nr2\nr3\nr4\nr5\n").unwrap();
     std::fs::write(
         &file,
-        "[[request]]\nmethod = \"POST\"\npath = \"/u\"\nform = { id = \"{{user.id}}\" }\n",
+        "[csv]\nfile = \"rows.csv\"\npick = \"user\"\n\n[[request]]\nmethod = \"POST\"\n\
+         path = \"/u\"\nform = { id = \"{{user.id}}\", row = \"{{csv.row}}\" }\n",
     )
     .unwrap();
     let coord = Coord::start(&[
@@ -279,21 +282,34 @@ fn users_ids_are_unique_across_workers() {
         .collect();
     assert_eq!(users.iter().sum::<u64>(), 6, "{r}");
     let seen = seen.lock().unwrap();
-    let mut by_conn: HashMap<usize, HashSet<String>> = HashMap::new();
+    let mut by_conn: HashMap<usize, HashSet<(String, String)>> = HashMap::new();
     for (conn, _, body) in seen.iter() {
-        let id = String::from_utf8_lossy(body)
+        let body = String::from_utf8_lossy(body);
+        let (id, row) = body
             .strip_prefix("id=")
-            .expect("id=<uuid>")
-            .to_owned();
-        assert!(generator::http::template::is_uuid_v4(&id), "{id}");
-        by_conn.entry(*conn).or_default().insert(id);
+            .and_then(|b| b.split_once("&row="))
+            .unwrap_or_else(|| panic!("id=<uuid>&row=<row>: {body}"));
+        assert!(generator::http::template::is_uuid_v4(id), "{id}");
+        by_conn
+            .entry(*conn)
+            .or_default()
+            .insert((id.to_owned(), row.to_owned()));
     }
     assert_eq!(by_conn.len(), 6, "one connection per user");
-    let all: HashSet<&String> = by_conn.values().flatten().collect();
+    for (conn, users) in &by_conn {
+        assert_eq!(users.len(), 1, "connection {conn} carried {users:?}");
+    }
+    let ids: HashSet<&String> = by_conn.values().flatten().map(|u| &u.0).collect();
     assert_eq!(
-        all.len(),
+        ids.len(),
         6,
         "every user of the cluster has its own id: {by_conn:?}"
+    );
+    let rows: HashSet<&String> = by_conn.values().flatten().map(|u| &u.1).collect();
+    assert_eq!(
+        rows.len(),
+        6,
+        "every user of the cluster has its own row: {by_conn:?}"
     );
 }
 

@@ -75,10 +75,10 @@ pub fn plan_for_shares(base: &Plan, shares: &[ShareStep]) -> Plan {
     )
 }
 
-/// The load narrowed to this worker's part of the users. With `--seed`, every worker would
-/// draw the same `{{user.id}}` UUIDs (they come from the seeded RNG of each thread), so the
-/// seed is mixed with the worker's first user number, unique in the cluster; the first worker
-/// keeps the seed as given.
+/// The load narrowed to this worker's part of the users, numbered from its first user (for
+/// `pick = "user"` CSV rows). With `--seed`, every worker would draw the same `{{user.id}}`
+/// UUIDs (they come from the seeded RNG of each thread), so the seed is mixed with the
+/// worker's first user number, unique in the cluster; the first worker keeps the seed as given.
 fn users_config(cfg: RunConfig, u: &UsersShare) -> Result<RunConfig, String> {
     if cfg.plan.users().is_none() {
         return Err("order has users but its load is not the users model".into());
@@ -88,6 +88,7 @@ fn users_config(cfg: RunConfig, u: &UsersShare) -> Result<RunConfig, String> {
         .filter(|&n| n > 0)
         .ok_or_else(|| format!("order with {} users", u.users))?;
     let mut cfg = cfg.with_users(users, u.spawn_rate);
+    cfg.first_user = u.first_user;
     if u.first_user > 0 {
         cfg.seed ^= splitmix64(u.first_user);
     }
