@@ -291,3 +291,39 @@ impl Drop for EngineExecutor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker's part of the users: its count, one connection each, its spawn rate, users
+    /// numbered from its first, and a seed of its own when it is not the first worker.
+    #[test]
+    fn users_config_narrows_the_run_to_the_workers_part() {
+        let argv: Vec<String> = ["--users", "30", "--spawn-rate", "6", "--seed", "7"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["http://127.0.0.1:1/".to_owned()])
+            .collect();
+        let cfg = load_config(&argv).unwrap();
+        let part = |users, first_user| UsersShare {
+            users,
+            spawn_rate: Some(1.4),
+            first_user,
+        };
+        let first = users_config(cfg.clone(), &part(7, 0)).unwrap();
+        let u = first.plan.users().unwrap();
+        assert_eq!((u.users, u.spawn_rate), (7, Some(1.4)));
+        assert_eq!((first.connections, first.first_user, first.seed), (7, 0, 7));
+        assert!(first.threads <= 7);
+        let second = users_config(cfg.clone(), &part(1, 7)).unwrap();
+        assert_eq!(
+            (second.connections, second.threads, second.first_user),
+            (1, 1, 7)
+        );
+        assert_ne!(second.seed, 7);
+        assert!(users_config(cfg, &part(0, 0)).is_err());
+        let rate = load_config(&["--rate".into(), "5".into(), "http://127.0.0.1:1/".into()]);
+        assert!(users_config(rate.unwrap(), &part(3, 0)).is_err());
+    }
+}

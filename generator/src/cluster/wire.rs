@@ -231,6 +231,26 @@ mod tests {
         assert!(serde_json::to_string(&idle).unwrap().len() < 200);
     }
 
+    /// An order from a coordinator that predates users mode (no `users` field) still parses,
+    /// and a rate order does not send the field.
+    #[test]
+    fn orders_without_users_stay_compatible() {
+        let old = r#"{"load": ["--rate", "5"], "start_unix_ms": 1, "shares": [{"from_s": 0.0, "share": 1.0}]}"#;
+        let o: Order = serde_json::from_str(old).unwrap();
+        assert_eq!(o.users, None);
+        assert!(!serde_json::to_string(&o).unwrap().contains("users"));
+        let users = Order {
+            users: Some(UsersShare {
+                users: 7,
+                spawn_rate: Some(2.5),
+                first_user: 8,
+            }),
+            ..o
+        };
+        let back: Order = serde_json::from_str(&serde_json::to_string(&users).unwrap()).unwrap();
+        assert_eq!(back, users);
+    }
+
     #[test]
     fn share_steps_apply_from_their_offset() {
         let steps = [
