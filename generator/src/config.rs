@@ -91,6 +91,9 @@ pub struct RunConfig {
     pub scenario: Option<crate::scenario::Scenario>,
     /// Seed of the scenario's random picks and values.
     pub seed: u64,
+    /// Number of this process's first user in the run (a cluster worker's place in the
+    /// cluster's users; 0 alone), so `pick = "user"` CSV rows stay per user cluster-wide.
+    pub first_user: u64,
     /// `--threshold` and the scenario's thresholds.
     pub thresholds: Vec<crate::export::Threshold>,
     /// `--abort-on-fail`: stop as soon as a threshold is certainly failed.
@@ -277,9 +280,21 @@ impl RunConfig {
             unresolved,
             scenario,
             seed: a.seed.unwrap_or_else(random_seed),
+            first_user: 0,
             thresholds,
             abort_on_fail: a.abort_on_fail,
         })
+    }
+
+    /// This run with `users` of the users model's users, spawned at `spawn_rate` (a cluster
+    /// worker's share): one connection per user, and no more threads than users.
+    pub fn with_users(mut self, users: usize, spawn_rate: Option<f64>) -> RunConfig {
+        if self.plan.users().is_some() {
+            self.plan = self.plan.with_users(users, spawn_rate);
+            self.connections = users;
+            self.threads = self.threads.min(users).max(1);
+        }
+        self
     }
 
     /// The run's description for the report.

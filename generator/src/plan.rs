@@ -412,6 +412,23 @@ impl Plan {
         }
     }
 
+    /// This plan with the users model's count and spawn rate replaced (a cluster worker's
+    /// integer share of the users, spawned at its share of the spawn rate); think time,
+    /// warm-up and length stay. Other load shapes are returned unchanged.
+    pub fn with_users(&self, users: usize, spawn_rate: Option<f64>) -> Plan {
+        match &self.load {
+            Load::Users(u) => Plan {
+                load: Load::Users(Users {
+                    users,
+                    spawn_rate,
+                    think: u.think,
+                }),
+                ..self.clone()
+            },
+            _ => self.clone(),
+        }
+    }
+
     /// Closed model: how many measured requests thread `t` of `threads` may start
     /// (`u64::MAX` when unbounded). Splits `requests` evenly, the remainder to the first.
     pub fn quota(&self, t: usize, threads: usize) -> u64 {
@@ -632,6 +649,15 @@ mod tests {
         assert_eq!((p.rate(), p.peak_rate(), p.due_ns(0)), (None, None, None));
         assert_eq!(p.scaled(&[(Duration::ZERO, 0.5)]), p);
         assert_eq!(p.users().map(|u| u.users), Some(10));
+        let mine = p.with_users(3, Some(1.2));
+        let u = mine.users().unwrap();
+        assert_eq!(
+            (u.users, u.spawn_rate, mine.duration),
+            (3, Some(1.2), p.duration)
+        );
+        assert_eq!(u.think, p.users().unwrap().think);
+        let rate = open(10.0, 1);
+        assert_eq!(rate.with_users(3, None), rate);
     }
 
     proptest! {

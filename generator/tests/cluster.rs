@@ -87,6 +87,21 @@ impl Worker {
         )
     }
 
+    /// A worker allowed only `cpus` (taskset): it reports that many engine threads, so the
+    /// coordinator weights it accordingly.
+    fn start_pinned(coord: &str, name: &str, cpus: &str) -> Worker {
+        Worker(
+            Command::new("taskset")
+                .args(["-c", cpus])
+                .arg(gen_bin())
+                .args(["worker", "--coordinator", coord, "--name", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting gen worker under taskset"),
+        )
+    }
+
     /// SIGKILL: the worker gets no chance to report anything more.
     fn kill(&mut self) {
         let _ = self.0.kill();
@@ -156,6 +171,266 @@ fn headless_cluster_counts_equal_the_servers() {
         "merged count = the server's count"
     );
     assert_eq!(r["errors"]["total"].as_u64(), Some(0), "{r}");
+}
+
+/// The users model over 3 workers of 1, 1 and 2 threads: 30 users split by the largest
+/// remainder into 8, 7 and 15 (7.5 and 7.5 tie: the earlier name takes the odd user), they sum
+/// to 30, the cluster reaches users / (think + service) and the merged count is the server's.
+#[test]
+fn users_split_over_workers_by_threads() {
+    let app = Webapp::start(&[]);
+    let coord = Coord::start(&[
+        "--expect-workers",
+        "3",
+        "--wait",
+        "30s",
+        "--target",
+        &app.url("/"),
+        "--users",
+        "30",
+        "--spawn-rate",
+        "300",
+        "--think",
+        "100ms",
+        "--duration",
+        "4s",
+        "--json",
+    ]);
+    let _w = [
+        Worker::start_pinned(&coord.addr, "w0", "0"),
+        Worker::start_pinned(&coord.addr, "w1", "1"),
+        Worker::start_pinned(&coord.addr, "w2", "0,1"),
+    ];
+    let (code, out, err) = coord.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "stderr: {err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    common::assert_schema_valid(&r);
+    let workers = r["cluster"]["workers"].as_array().expect("workers");
+    let split: Vec<(&str, u64, u64)> = workers
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap(),
+                w["threads"].as_u64().unwrap(),
+                w["users"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(split, [("w0", 1, 8), ("w1", 1, 7), ("w2", 2, 15)], "{r}");
+    assert_eq!(r["run"]["users"]["users"], 30);
+    assert_eq!(r["errors"]["total"], 0, "{r}");
+    let service_s = common::lat(&r, "service_time", "mean_us") / 1e6;
+    let want = 30.0 / (0.1 + service_s);
+    let got = r["throughput"]["achieved_rate"].as_f64().unwrap();
+    assert!(
+        (got - want).abs() <= 0.05 * want,
+        "achieved {got:.1} req/s, users/(think+service) = {want:.1}"
+    );
+    assert_eq!(
+        r["counts"]["responses"].as_u64().unwrap(),
+        app.requests(),
+        "merged count = the server's count"
+    );
+}
+
+/// `{{user.id}}` stays unique over the cluster, even with `--seed` (each worker mixes its
+/// first user number into the seed): 6 users on 3 workers carry 6 different UUIDv4s, and
+/// `pick = "user"` CSV rows are numbered over the cluster: 6 users, 6 different rows.
+#[test]
+fn users_ids_are_unique_across_workers() {
+    use std::collections::{HashMap, HashSet};
+    let (addr, seen) = common::recording_server();
+    let dir = std::env::temp_dir().join(format!("gen-cluster-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("id.toml");
+    std::fs::write(dir.join("rows.csv"), "row\nr0\nr1\nr2\nr3\nr4\nr5\n").unwrap();
+    std::fs::write(
+        &file,
+        "[csv]\nfile = \"rows.csv\"\npick = \"user\"\n\n[[request]]\nmethod = \"POST\"\n\
+         path = \"/u\"\nform = { id = \"{{user.id}}\", row = \"{{csv.row}}\" }\n",
+    )
+    .unwrap();
+    let coord = Coord::start(&[
+        "--expect-workers",
+        "3",
+        "--wait",
+        "30s",
+        "--scenario",
+        file.to_str().unwrap(),
+        &format!("http://{addr}/"),
+        "--users",
+        "6",
+        "--think",
+        "50ms",
+        "--seed",
+        "7",
+        "--duration",
+        "1s",
+        "--json",
+    ]);
+    let _w: Vec<Worker> = (0..3)
+        .map(|i| Worker::start(&coord.addr, &format!("w{i}"), &[]))
+        .collect();
+    let (code, out, err) = coord.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "stderr: {err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    let users: Vec<u64> = r["cluster"]["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["users"].as_u64().unwrap())
+        .collect();
+    assert_eq!(users.iter().sum::<u64>(), 6, "{r}");
+    let seen = seen.lock().unwrap();
+    let mut by_conn: HashMap<usize, HashSet<(String, String)>> = HashMap::new();
+    for (conn, _, body) in seen.iter() {
+        let body = String::from_utf8_lossy(body);
+        let (id, row) = body
+            .strip_prefix("id=")
+            .and_then(|b| b.split_once("&row="))
+            .unwrap_or_else(|| panic!("id=<uuid>&row=<row>: {body}"));
+        assert!(generator::http::template::is_uuid_v4(id), "{id}");
+        by_conn
+            .entry(*conn)
+            .or_default()
+            .insert((id.to_owned(), row.to_owned()));
+    }
+    assert_eq!(by_conn.len(), 6, "one connection per user");
+    for (conn, users) in &by_conn {
+        assert_eq!(users.len(), 1, "connection {conn} carried {users:?}");
+    }
+    let ids: HashSet<&String> = by_conn.values().flatten().map(|u| &u.0).collect();
+    assert_eq!(
+        ids.len(),
+        6,
+        "every user of the cluster has its own id: {by_conn:?}"
+    );
+    let rows: HashSet<&String> = by_conn.values().flatten().map(|u| &u.1).collect();
+    assert_eq!(
+        rows.len(),
+        6,
+        "every user of the cluster has its own row: {by_conn:?}"
+    );
+}
+
+/// Users are not moved when a worker is lost: 20 users on 2 workers (10 each), one killed
+/// mid-run; its 10 users are gone, the report and its events say so, the other keeps 10.
+#[test]
+fn users_of_a_lost_worker_are_gone() {
+    let app = Webapp::start(&[]);
+    let coord = Coord::start(&[
+        "--expect-workers",
+        "2",
+        "--wait",
+        "30s",
+        "--target",
+        &app.url("/"),
+        "--users",
+        "20",
+        "--think",
+        "100ms",
+        "--duration",
+        "6s",
+        "--json",
+    ]);
+    let mut w: Vec<Worker> = ["w0", "w1"]
+        .iter()
+        .map(|n| Worker::start(&coord.addr, n, &[]))
+        .collect();
+    // Kill w1 once the cluster has reported two seconds of the run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while coord.status()["run"]["series"]
+        .as_array()
+        .is_none_or(|s| s.len() < 2)
+    {
+        assert!(Instant::now() < deadline, "the run never got going");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = coord.status();
+    let users: Vec<u64> = st["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["users"].as_u64().unwrap())
+        .collect();
+    assert_eq!(users, [10, 10], "{st}");
+    w[1].kill();
+    let (code, out, err) = coord.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "stderr: {err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    common::assert_schema_valid(&r);
+    assert_eq!(
+        r["cluster"]["users"],
+        serde_json::json!({"users": 20, "running": 10}),
+        "{r}"
+    );
+    let events: Vec<&str> = r["cluster"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert!(
+        events.contains(&"worker w1 lost with its 10 users (10 of 20 users left)"),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.starts_with("rebalanced")),
+        "{events:?}"
+    );
+    assert!(err.contains("lost with its 10 users"), "{err}");
+    // The last second of the run holds w0's 10 users only: about 10 / (0.1 s + service) req/s.
+    let series = r["series"].as_array().unwrap();
+    let last = series
+        .iter()
+        .find(|p| p["t_s"].as_f64() == Some(5.0))
+        .and_then(|p| p["sent"].as_f64())
+        .unwrap_or_else(|| panic!("no second 5 in {series:?}"));
+    assert!(
+        (70.0..=105.0).contains(&last),
+        "last second sent {last}: {series:?}"
+    );
+}
+
+/// `--abort-on-fail` through the coordinator: half the responses are 500s, so `errors<1%`
+/// fails within the first seconds; the coordinator stops every worker, the JSON says
+/// `aborted`, and the exit code is 3, long before the 30 s planned.
+#[test]
+fn cluster_abort_on_fail_stops_every_worker() {
+    let app = Webapp::start(&["--error-rate", "0.5"]);
+    let coord = Coord::start(&[
+        "--expect-workers",
+        "2",
+        "--wait",
+        "30s",
+        "--target",
+        &app.url("/"),
+        "--rate",
+        "200",
+        "--duration",
+        "30s",
+        "--threshold",
+        "errors<1%",
+        "--abort-on-fail",
+        "--json",
+    ]);
+    let _w: Vec<Worker> = (0..2)
+        .map(|i| Worker::start(&coord.addr, &format!("w{i}"), &[]))
+        .collect();
+    let t0 = Instant::now();
+    let (code, out, err) = coord.finish(Duration::from_secs(60));
+    assert_eq!(code, 3, "stderr: {err}");
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    let r: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    common::assert_schema_valid(&r);
+    assert_eq!(r["aborted"]["threshold"], "errors<1%", "{r}");
+    let at = r["aborted"]["at_s"].as_f64().unwrap();
+    assert!((1.0..=5.0).contains(&at), "aborted at {at} s");
+    assert!(err.contains("aborted"), "{err}");
+    // Every worker stopped: the server sees no more requests.
+    let n = app.requests();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(app.requests() <= n + 5, "{} after {n}", app.requests());
 }
 
 /// A scenario run through the cluster: the stats table has a row per request name (merged
@@ -425,7 +700,7 @@ fn twenty_workers_survive_losing_two() {
 }
 
 /// The web UI in headless Chromium, driven by playwright-core: start a run from the form, see
-/// the charts and tables update, stop it. Needs `chromium`, `node` and
+/// the charts and tables update, stop it; then start, watch and stop a users-mode run. Needs `chromium`, `node` and
 /// `npm install --prefix generator/tests/ui` (all done by `cargo xtask ci`).
 #[test]
 fn ui_starts_watches_and_stops_a_run() {
@@ -443,9 +718,11 @@ fn ui_starts_watches_and_stops_a_run() {
         &[format!("http://{}/", coord.addr), app.url("/")],
         "UI ok",
     );
+    // The last run the page started is the users one.
     let st = coord.status();
+    assert_eq!(st["run"]["users"]["users"], 20, "{st}");
     assert!(
-        st["stats"][0]["requests"].as_u64().unwrap_or(0) > 600,
+        st["stats"][0]["requests"].as_u64().unwrap_or(0) > 100,
         "{st}"
     );
 }

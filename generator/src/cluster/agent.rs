@@ -245,6 +245,7 @@ mod tests {
                 .iter()
                 .map(|&(from_s, share)| ShareStep { from_s, share })
                 .collect(),
+            users: None,
         }
     }
 

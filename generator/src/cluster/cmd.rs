@@ -170,10 +170,6 @@ pub fn coordinator_main(argv: Vec<String>) -> i32 {
     } else {
         None
     };
-    if let Some(why) = cfg.as_ref().and_then(super::coordinator::single_node_only) {
-        eprintln!("gen: {why}");
-        return EXIT_BAD_INPUT;
-    }
     if args.expect_workers.is_some() && cfg.is_none() {
         eprintln!(
             "gen: --expect-workers runs headless and needs the load flags (--target URL ...)"
@@ -433,6 +429,13 @@ async fn headless(
             coord.state().stop(Instant::now());
         }
     }
+    // A stopped run (--abort-on-fail, Ctrl-C) ends before the workers' next heartbeat: stay
+    // up until every live worker has heard of the stop (bounded), or they would go on
+    // loading until their dead-man switch, and their last seconds would be lost.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && !coord.state().all_caught_up() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let report = cluster_report(coord, cfg, started);
     if let Some(run) = &coord.state().run {
         for (t, e) in &run.events {
@@ -448,15 +451,34 @@ async fn headless(
     crate::cli::deliver(&report, &json, cfg)
 }
 
-/// The report JSON with the `cluster` object: the workers that ran it (name, threads).
+/// The report JSON with the `cluster` object: the workers that ran it (name, threads, and
+/// their users in the users model), the users still running, and the run's events (workers
+/// lost or added, rebalances, an abort).
 fn with_workers(mut json: serde_json::Value, coord: &Coordinator) -> serde_json::Value {
     let st = coord.state();
     let workers: Vec<serde_json::Value> = st
         .live()
-        .map(|(name, w)| serde_json::json!({"name": name, "threads": w.threads}))
+        .map(|(name, w)| match w.users {
+            Some(u) => serde_json::json!({"name": name, "threads": w.threads, "users": u.users}),
+            None => serde_json::json!({"name": name, "threads": w.threads}),
+        })
         .collect();
+    let mut cluster = serde_json::json!({ "workers": workers });
+    if let Some(run) = &st.run {
+        if let Some(u) = run.users {
+            cluster["users"] = serde_json::json!({
+                "users": u.total,
+                "running": run.users_running(&st.workers),
+            });
+        }
+        cluster["events"] = run
+            .events
+            .iter()
+            .map(|(t, e)| serde_json::json!({"t_s": t, "event": e}))
+            .collect();
+    }
     if let Some(map) = json.as_object_mut() {
-        map.insert("cluster".into(), serde_json::json!({ "workers": workers }));
+        map.insert("cluster".into(), cluster);
     }
     json
 }
@@ -472,10 +494,12 @@ pub(crate) fn cluster_report(coord: &Coordinator, cfg: &RunConfig, started_unix_
     let mut info = cfg.run_info("io_uring");
     info.threads = threads.max(1);
     info.started_at_unix_ms = started_unix_ms;
-    let measured_s = cfg
-        .plan
-        .duration
-        .map_or_else(|| series_len(&series), |d| d.as_secs_f64());
+    let aborted = run.and_then(|r| r.aborted.clone());
+    // An aborted run's rates are over the time it really ran, as on a single node.
+    let measured_s = match (&aborted, cfg.plan.duration) {
+        (Some(a), _) => series_len(&series).max(a.at_s),
+        (None, d) => d.map_or_else(|| series_len(&series), |d| d.as_secs_f64()),
+    };
     // Thresholds are judged on the merged figures, for the whole cluster.
     Report::from_points(
         info,
@@ -489,6 +513,7 @@ pub(crate) fn cluster_report(coord: &Coordinator, cfg: &RunConfig, started_unix_
     )
     .with_thresholds(cfg.thresholds.clone())
     .with_endpoint_names(run.map_or(Vec::new(), |r| r.names.clone()))
+    .with_abort(aborted)
     .with_kernel(match (run.and_then(|r| r.kernel.as_ref()), cfg.probes) {
         (Some(k), _) => KernelStatus::Measured(Box::new(k.figures())),
         (None, ProbeMode::Off) => KernelStatus::Off,

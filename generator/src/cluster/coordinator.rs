@@ -23,7 +23,7 @@ use crate::export::SeriesPoint;
 use crate::measure::{EndpointStats, Hist, Snapshot};
 
 use super::http::{authorized, error, json, respond, Body, Req};
-use super::state::ClusterState;
+use super::state::{AbortJudge, ClusterState, UsersRun};
 use super::wire::{share_at, Heartbeat, HEARTBEAT_PATH};
 
 /// How often liveness and the series are re-evaluated.
@@ -88,21 +88,6 @@ pub fn load_config(argv: &[String]) -> Result<RunConfig, String> {
                 .to_owned()
         })?;
     RunConfig::from_args(&args).map_err(|e| e.to_string())
-}
-
-/// Load flags a cluster cannot run yet, as the one line that says so: the users model (the
-/// shares split a rate, not users, so every worker would run all N) and `--abort-on-fail`
-/// (nothing judges thresholds on the merged totals during the run).
-pub fn single_node_only(cfg: &RunConfig) -> Option<String> {
-    if let Some(u) = cfg.plan.users() {
-        return Some(format!(
-            "--users {} is single-node only for now (the coordinator cannot split users across workers yet); use --rate or --stage",
-            u.users
-        ));
-    }
-    cfg.abort_on_fail.then(|| {
-        "--abort-on-fail is single-node only for now (the coordinator does not judge thresholds during the run yet)".to_owned()
-    })
 }
 
 /// The coordinator: state, metrics and token behind one lock each.
@@ -202,21 +187,33 @@ impl Coordinator {
     pub fn start(&self, run: &RunRequest) -> Result<u64, String> {
         let argv = load_argv(&run.load)?;
         let cfg = load_config(&argv)?;
-        if let Some(why) = single_node_only(&cfg) {
-            return Err(why);
-        }
         let plan = &cfg.plan;
         self.metrics.set_gauges(plan.rate().unwrap_or(0.0), 0, 0);
         let mut st = self.state();
-        let epoch = st.start(
+        let (load, warmup, length) = (
             serde_json::json!(argv),
-            plan.rate(),
             plan.warmup,
             plan.duration.map(|d| d + plan.warmup),
-            Instant::now(),
-            now_unix_ms(),
         );
+        let (now, now_ms) = (Instant::now(), now_unix_ms());
+        let epoch = match plan.users() {
+            Some(u) => {
+                if st.live().count() == 0 {
+                    return Err("no live worker to run the users on".to_owned());
+                }
+                let users = UsersRun {
+                    total: u.users as u64,
+                    spawn_rate: u.spawn_rate,
+                };
+                st.start_users(load, users, warmup, length, now, now_ms)
+            }
+            None => st.start(load, plan.rate(), warmup, length, now, now_ms),
+        };
         if let Some(run) = st.run.as_mut() {
+            run.judge = cfg.abort_on_fail.then(|| AbortJudge {
+                info: cfg.run_info(""),
+                thresholds: cfg.thresholds.clone(),
+            });
             run.names = cfg.scenario.map_or(Vec::new(), |s| s.names);
             self.metrics.set_names(run.names.clone());
         }
@@ -393,6 +390,7 @@ impl Coordinator {
                     "state": if w.missing { "missing" } else { w.state.as_str() },
                     "threads": w.threads,
                     "share": offset.map_or(0.0, |t| share_at(&w.shares, t.max(0.0))),
+                    "users": w.users.map(|u| u.users),
                     "achieved_rps": w.last_interval.map(|i| i.requests),
                     "cpu_busy": w.cpu_busy,
                     "lag_p99_us": w.last_interval.and_then(|i| i.lag_p99_us),
@@ -423,6 +421,12 @@ impl Coordinator {
                 "phase": phase,
                 "offset_s": r.offset_s(now),
                 "target_rate": r.total_rate,
+                "users": r.users.map(|u| serde_json::json!({
+                    "users": u.total,
+                    "spawn_rate": u.spawn_rate,
+                    "running": r.users_running(&st.workers),
+                })),
+                "aborted": r.aborted.as_ref().map(|a| serde_json::json!({"threshold": a.threshold, "at_s": a.at_s})),
                 "length_s": r.length.map(|l| l.as_secs_f64()),
                 "series": r
                     .series
@@ -469,29 +473,44 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// The users model and --abort-on-fail are refused with one line naming them, by the
-    /// start call too (the UI and API path), not silently run N times over.
+    /// The users model is split into integers over the workers by their threads, and the
+    /// start call (the UI and API path) needs a live worker for it.
     #[test]
-    fn single_node_only_flags_are_refused() {
-        let cfg = |a: &[&str]| load_config(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        let users = cfg(&["--users", "5", "http://127.0.0.1:1/"]).unwrap();
-        assert!(single_node_only(&users).unwrap().contains("--users 5"));
-        let abort = cfg(&[
-            "--threshold",
-            "errors<1%",
-            "--abort-on-fail",
-            "http://127.0.0.1:1/",
-        ]);
-        assert!(single_node_only(&abort.unwrap())
+    fn users_runs_split_over_the_live_workers() {
+        let c = Coordinator::new(None);
+        let run = RunRequest {
+            load: json!({"target": "http://127.0.0.1:1/", "users": 10, "spawn-rate": 4}),
+        };
+        assert!(c.start(&run).unwrap_err().contains("no live worker"));
+        let now = Instant::now();
+        for (name, threads) in [("a", 1), ("b", 2), ("c", 3)] {
+            c.state().heartbeat(
+                Heartbeat {
+                    worker: name.into(),
+                    threads,
+                    metrics_addr: None,
+                    epoch: 0,
+                    state: super::super::wire::WorkerState::Idle,
+                    error: None,
+                    cpu_s: 0.0,
+                    intervals: Vec::new(),
+                },
+                now,
+            );
+        }
+        c.start(&run).unwrap();
+        let status = c.status();
+        let users: Vec<u64> = status["workers"]
+            .as_array()
             .unwrap()
-            .contains("--abort-on-fail"));
-        assert!(single_node_only(&cfg(&["--rate", "5", "http://127.0.0.1:1/"]).unwrap()).is_none());
-        let err = Coordinator::new(None)
-            .start(&RunRequest {
-                load: json!({"target": "http://127.0.0.1:1/", "users": 5}),
-            })
-            .unwrap_err();
-        assert!(err.contains("--users 5"), "{err}");
+            .iter()
+            .map(|w| w["users"].as_u64().unwrap())
+            .collect();
+        // 10 × (1, 2, 3) / 6 = 1.67, 3.33, 5: floors 1, 3, 5 and the one left to a (0.67).
+        assert_eq!(users, [2, 3, 5]);
+        assert_eq!(status["run"]["users"]["users"], 10);
+        assert_eq!(status["run"]["users"]["running"], 10);
+        assert_eq!(status["run"]["target_rate"], serde_json::Value::Null);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::plan::Plan;
 
 use super::agent::Executor;
 use super::coordinator::{load_argv, load_config};
-use super::wire::{share_at, Interval, KernelInterval, Order, ShareStep, WorkerState};
+use super::wire::{share_at, Interval, KernelInterval, Order, ShareStep, UsersShare, WorkerState};
 
 /// Name of the single endpoint of a run without named requests.
 pub const DEFAULT_ENDPOINT: &str = "default";
@@ -75,6 +75,34 @@ pub fn plan_for_shares(base: &Plan, shares: &[ShareStep]) -> Plan {
     )
 }
 
+/// The load narrowed to this worker's part of the users, numbered from its first user (for
+/// `pick = "user"` CSV rows). With `--seed`, every worker would draw the same `{{user.id}}`
+/// UUIDs (they come from the seeded RNG of each thread), so the seed is mixed with the
+/// worker's first user number, unique in the cluster; the first worker keeps the seed as given.
+fn users_config(cfg: RunConfig, u: &UsersShare) -> Result<RunConfig, String> {
+    if cfg.plan.users().is_none() {
+        return Err("order has users but its load is not the users model".into());
+    }
+    let users = usize::try_from(u.users)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("order with {} users", u.users))?;
+    let mut cfg = cfg.with_users(users, u.spawn_rate);
+    cfg.first_user = u.first_user;
+    if u.first_user > 0 {
+        cfg.seed ^= splitmix64(u.first_user);
+    }
+    Ok(cfg)
+}
+
+/// SplitMix64's finalizer: spreads a small integer over all 64 bits.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -96,6 +124,9 @@ impl Executor for EngineExecutor {
             let argv = load_argv(&order.load)?;
             let mut cfg: RunConfig = load_config(&argv)?;
             cfg.progress = false;
+            if let Some(u) = order.users {
+                cfg = users_config(cfg, &u)?;
+            }
             let base = cfg.plan.clone();
             cfg.plan = plan_for_shares(&base, &order.shares);
             Ok::<_, String>((cfg, base))
@@ -264,5 +295,41 @@ impl Drop for EngineExecutor {
                 let _ = h.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker's part of the users: its count, one connection each, its spawn rate, users
+    /// numbered from its first, and a seed of its own when it is not the first worker.
+    #[test]
+    fn users_config_narrows_the_run_to_the_workers_part() {
+        let argv: Vec<String> = ["--users", "30", "--spawn-rate", "6", "--seed", "7"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["http://127.0.0.1:1/".to_owned()])
+            .collect();
+        let cfg = load_config(&argv).unwrap();
+        let part = |users, first_user| UsersShare {
+            users,
+            spawn_rate: Some(1.4),
+            first_user,
+        };
+        let first = users_config(cfg.clone(), &part(7, 0)).unwrap();
+        let u = first.plan.users().unwrap();
+        assert_eq!((u.users, u.spawn_rate), (7, Some(1.4)));
+        assert_eq!((first.connections, first.first_user, first.seed), (7, 0, 7));
+        assert!(first.threads <= 7);
+        let second = users_config(cfg.clone(), &part(1, 7)).unwrap();
+        assert_eq!(
+            (second.connections, second.threads, second.first_user),
+            (1, 1, 7)
+        );
+        assert_ne!(second.seed, 7);
+        assert!(users_config(cfg, &part(0, 0)).is_err());
+        let rate = load_config(&["--rate".into(), "5".into(), "http://127.0.0.1:1/".into()]);
+        assert!(users_config(rate.unwrap(), &part(3, 0)).is_err());
     }
 }

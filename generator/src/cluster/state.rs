@@ -11,6 +11,16 @@
 //!   being noticed. A worker that appears (or comes back) mid-run is rebalanced in the same way.
 //! - Shares are weighted by each worker's thread count: a 4-core worker carries twice what a
 //!   2-core one does.
+//! - Users model (`--users N`): the N users are split once, at the start, into integers in
+//!   proportion to thread counts ([`split_users`], largest remainder); each worker spawns its
+//!   users at its share of the spawn rate. There is no live rebalancing of users: a user is a
+//!   live session (its connection, its `{{user.id}}`, where it is in its think loop), and moving
+//!   one would mean killing it on one worker and starting a new one elsewhere. A lost worker's
+//!   users are gone for the rest of the run (the events say how many); a worker that joins
+//!   mid-run gets users at the next run.
+//! - `--abort-on-fail`: thresholds are judged on the merged totals each time a second of the
+//!   series closes (never during warm-up: nothing of it is merged), and the run stops at the
+//!   first one certainly failed.
 //! - Merging is exact: every interval's histograms are added bucket by bucket into the run
 //!   totals per endpoint and into that second's cluster-wide snapshot; percentiles are only ever
 //!   read from merged histograms. Each (worker, epoch, second) is merged once.
@@ -21,7 +31,10 @@ use std::time::{Duration, Instant};
 use crate::export::SeriesPoint;
 use crate::measure::Snapshot;
 
-use super::wire::{share_at, Desired, Heartbeat, KernelInterval, Order, ShareStep, WorkerState};
+use super::wire::{
+    share_at, Desired, Heartbeat, KernelInterval, Order, ShareStep, UsersShare, WorkerState,
+};
+use crate::export::{judge_abort, Abort, RunInfo, Threshold};
 use crate::measure::Hist;
 
 /// Silence after which a worker is considered lost.
@@ -39,6 +52,8 @@ pub struct WorkerInfo {
     pub threads: usize,
     pub metrics_addr: Option<String>,
     pub state: WorkerState,
+    /// Epoch of the order the worker last said it executes.
+    pub epoch: u64,
     pub error: Option<String>,
     pub last_seen: Instant,
     pub missing: bool,
@@ -51,6 +66,8 @@ pub struct WorkerInfo {
     pub last_endpoint_requests: BTreeMap<String, u64>,
     /// Share schedule of the current run (empty when not part of it).
     pub shares: Vec<ShareStep>,
+    /// Users model: this worker's users in the current run (`None` when not part of it).
+    pub users: Option<UsersShare>,
     /// Seconds of the current epoch already merged (dedup of re-sent intervals).
     merged: BTreeSet<u64>,
 }
@@ -101,6 +118,28 @@ pub struct Run {
     pub stopped: bool,
     /// Each worker's CPU seconds when it first reported this run's epoch.
     cpu_start: BTreeMap<String, f64>,
+    /// Users model: the cluster's users and spawn rate (`None` for rate runs).
+    pub users: Option<UsersRun>,
+    /// `--abort-on-fail`: what to judge once a second (`None` without the flag).
+    pub judge: Option<AbortJudge>,
+    /// Set when `--abort-on-fail` stopped the run.
+    pub aborted: Option<Abort>,
+    /// Closed seconds already judged for `--abort-on-fail`.
+    judged: usize,
+}
+
+/// The users model of a cluster run: `total` users spawned at `spawn_rate` per second in all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UsersRun {
+    pub total: u64,
+    pub spawn_rate: Option<f64>,
+}
+
+/// What `--abort-on-fail` judges: the run's description and its thresholds.
+#[derive(Debug, Clone)]
+pub struct AbortJudge {
+    pub info: RunInfo,
+    pub thresholds: Vec<Threshold>,
 }
 
 impl Run {
@@ -124,6 +163,15 @@ impl Run {
     /// Everything merged so far over all endpoints.
     pub fn merged_total(&self) -> Snapshot {
         Snapshot::merged(self.totals.values())
+    }
+
+    /// Users model: users still running (those of workers not lost).
+    pub fn users_running(&self, workers: &BTreeMap<String, WorkerInfo>) -> u64 {
+        workers
+            .values()
+            .filter(|w| !w.missing)
+            .filter_map(|w| w.users.map(|u| u.users))
+            .sum()
     }
 
     /// True once the planned length (plus grace for the last reports) has passed.
@@ -152,6 +200,11 @@ impl ClusterState {
     /// Workers not marked missing.
     pub fn live(&self) -> impl Iterator<Item = (&String, &WorkerInfo)> {
         self.workers.iter().filter(|(_, w)| !w.missing)
+    }
+
+    /// True when every live worker executes the current epoch (e.g. has heard of a stop).
+    pub fn all_caught_up(&self) -> bool {
+        self.live().all(|(_, w)| w.epoch >= self.epoch)
     }
 
     /// Number of workers per state name (`missing` for lost ones), for `/metrics`.
@@ -189,6 +242,72 @@ impl ClusterState {
         now: Instant,
         now_unix_ms: u64,
     ) -> u64 {
+        self.begin(load, total_rate, warmup, length, now, now_unix_ms);
+        self.rebalance_at(0.0);
+        self.epoch
+    }
+
+    /// Orders a users-model run of `users` over the live workers: each gets its integer part
+    /// ([`split_users`]) once; workers left with none sit this run out.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_users(
+        &mut self,
+        load: serde_json::Value,
+        users: UsersRun,
+        warmup: Duration,
+        length: Option<Duration>,
+        now: Instant,
+        now_unix_ms: u64,
+    ) -> u64 {
+        self.begin(load, None, warmup, length, now, now_unix_ms);
+        let live: Vec<(String, u64)> = self
+            .live()
+            .map(|(n, w)| (n.clone(), w.threads.max(1) as u64))
+            .collect();
+        let weights: Vec<u64> = live.iter().map(|(_, t)| *t).collect();
+        let split = split_users(users.total, &weights);
+        let mut first_user = 0;
+        for ((name, _), k) in live.iter().zip(split) {
+            let Some(w) = self.workers.get_mut(name) else {
+                continue;
+            };
+            if k == 0 {
+                continue;
+            }
+            w.users = Some(UsersShare {
+                users: k,
+                spawn_rate: users.spawn_rate.map(|r| r * k as f64 / users.total as f64),
+                first_user,
+            });
+            w.shares = vec![ShareStep {
+                from_s: 0.0,
+                share: k as f64 / users.total as f64,
+            }];
+            first_user += k;
+        }
+        if let Some(run) = self.run.as_mut() {
+            run.users = Some(users);
+            let running = run.users_running(&self.workers);
+            if running < users.total {
+                // No live worker at all: say so rather than run nothing silently.
+                run.events.push((
+                    0.0,
+                    format!("only {running} of {} users placed", users.total),
+                ));
+            }
+        }
+        self.epoch
+    }
+
+    fn begin(
+        &mut self,
+        load: serde_json::Value,
+        total_rate: Option<f64>,
+        warmup: Duration,
+        length: Option<Duration>,
+        now: Instant,
+        now_unix_ms: u64,
+    ) {
         self.epoch += 1;
         let run = Run {
             epoch: self.epoch,
@@ -210,14 +329,17 @@ impl ClusterState {
             events: Vec::new(),
             stopped: false,
             cpu_start: BTreeMap::new(),
+            users: None,
+            judge: None,
+            aborted: None,
+            judged: 0,
         };
         for w in self.workers.values_mut() {
             w.shares.clear();
+            w.users = None;
             w.merged.clear();
         }
         self.run = Some(run);
-        self.rebalance_at(0.0);
-        self.epoch
     }
 
     /// Stops the current run: workers are told to go idle at their next heartbeat.
@@ -254,6 +376,7 @@ impl ClusterState {
                 threads: hb.threads,
                 metrics_addr: None,
                 state: hb.state,
+                epoch: hb.epoch,
                 error: None,
                 last_seen: now,
                 missing: false,
@@ -262,6 +385,7 @@ impl ClusterState {
                 last_interval: None,
                 last_endpoint_requests: BTreeMap::new(),
                 shares: Vec::new(),
+                users: None,
                 merged: BTreeSet::new(),
             }
         });
@@ -278,6 +402,7 @@ impl ClusterState {
         w.threads = hb.threads.max(1);
         w.metrics_addr = hb.metrics_addr;
         w.state = hb.state;
+        w.epoch = hb.epoch;
         w.error = hb.error;
 
         if let Some(run) = self.run.as_mut() {
@@ -340,7 +465,12 @@ impl ClusterState {
             let t = self.run.as_ref().map_or(0.0, |r| r.offset_s(now));
             if let Some(run) = self.run.as_mut() {
                 if t > 0.0 {
-                    run.events.push((t, format!("worker {name} joined")));
+                    let why = if run.users.is_some() {
+                        " (no users until the next run)"
+                    } else {
+                        ""
+                    };
+                    run.events.push((t, format!("worker {name} joined{why}")));
                 }
             }
             self.rebalance_at((t + REBALANCE_LEAD.as_secs_f64()).max(0.0));
@@ -364,10 +494,32 @@ impl ClusterState {
         };
         let t = run.offset_s(now);
         if !lost.is_empty() && !run.stopped {
-            for name in &lost {
-                run.events.push((t, format!("worker {name} lost")));
+            if let Some(users) = run.users {
+                // Users are not moved: the lost worker's users are gone for this run, and it
+                // gets no order if it comes back (its engine, if still up, stops).
+                for name in &lost {
+                    let Some(w) = self.workers.get_mut(name) else {
+                        continue;
+                    };
+                    let gone = w.users.take().map_or(0, |u| u.users);
+                    w.shares.clear();
+                    let left = run.users_running(&self.workers);
+                    let what = if gone > 0 {
+                        format!(
+                            "worker {name} lost with its {gone} users ({left} of {} users left)",
+                            users.total
+                        )
+                    } else {
+                        format!("worker {name} lost")
+                    };
+                    run.events.push((t, what));
+                }
+            } else {
+                for name in &lost {
+                    run.events.push((t, format!("worker {name} lost")));
+                }
+                self.rebalance_at((t + REBALANCE_LEAD.as_secs_f64()).max(0.0));
             }
-            self.rebalance_at((t + REBALANCE_LEAD.as_secs_f64()).max(0.0));
         }
         let Some(run) = self.run.as_mut() else {
             return;
@@ -391,6 +543,38 @@ impl ClusterState {
             run.kernel_series
                 .push(kernel.map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99))));
         }
+        self.judge_thresholds(now);
+    }
+
+    /// `--abort-on-fail`: once per newly closed second, judges the thresholds on everything
+    /// merged so far and stops the run at the first certainly failed one.
+    fn judge_thresholds(&mut self, now: Instant) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        let secs = run.series.len();
+        if run.judge.is_none() || run.stopped || run.aborted.is_some() || secs <= run.judged {
+            return;
+        }
+        run.judged = secs;
+        let total = run.merged_total();
+        let Some(abort) = run
+            .judge
+            .as_ref()
+            .and_then(|j| judge_abort(&j.info, &total, secs as f64, &j.thresholds, &run.names))
+        else {
+            return;
+        };
+        let t = run.offset_s(now);
+        run.events.push((
+            t,
+            format!(
+                "aborted: threshold {} failed after {}s (--abort-on-fail)",
+                abort.threshold, abort.at_s
+            ),
+        ));
+        run.aborted = Some(abort);
+        self.stop(now);
     }
 
     /// Recomputes every worker's share from run offset `from_s`, weighted by threads over the
@@ -403,8 +587,8 @@ impl ClusterState {
         let Some(run) = self.run.as_mut() else {
             return;
         };
-        if run.stopped {
-            return;
+        if run.stopped || run.users.is_some() {
+            return; // users are placed once, at the start (see the module doc)
         }
         let weight: usize = self
             .workers
@@ -460,6 +644,7 @@ impl ClusterState {
                 load: run.load.clone(),
                 start_unix_ms: run.start_unix_ms,
                 shares: w.shares.clone(),
+                users: w.users,
             })
         });
         Desired {
@@ -468,6 +653,33 @@ impl ClusterState {
             acked,
         }
     }
+}
+
+/// Splits `total` users over workers in proportion to `weights` (thread counts) as integers
+/// that sum to `total` exactly (largest remainder, Hamilton's method): each worker first gets
+/// the floor of its exact share, then the users left over go one each to the largest
+/// remainders. Ties go to the larger weight, then to the earlier worker (workers are in name
+/// order), so the split is deterministic. Every part is within 1 of its exact share. Exact
+/// in integers: `total * weight` is held in 128 bits, so no float rounding picks a winner.
+pub fn split_users(total: u64, weights: &[u64]) -> Vec<u64> {
+    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    if sum == 0 {
+        return vec![0; weights.len()];
+    }
+    let exact = |w: u64| u128::from(total) * u128::from(w);
+    let mut parts: Vec<u64> = weights.iter().map(|&w| (exact(w) / sum) as u64).collect();
+    let left = total - parts.iter().sum::<u64>();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| {
+        (exact(weights[b]) % sum)
+            .cmp(&(exact(weights[a]) % sum))
+            .then(weights[b].cmp(&weights[a]))
+            .then(a.cmp(&b))
+    });
+    for &i in order.iter().take(left as usize) {
+        parts[i] += 1;
+    }
+    parts
 }
 
 /// Requests of one interval per row of the stats table: per scenario request name when the
@@ -702,5 +914,141 @@ mod tests {
         assert!(d.order.is_none());
         assert_eq!(d.epoch, e + 1);
         assert!(c.run.as_ref().unwrap().finished(t0));
+    }
+
+    fn users_run(c: &mut ClusterState, total: u64, t0: Instant) -> u64 {
+        c.start_users(
+            serde_json::json!({}),
+            UsersRun {
+                total,
+                spawn_rate: Some(6.0),
+            },
+            Duration::ZERO,
+            None,
+            t0,
+            0,
+        )
+    }
+
+    #[test]
+    fn users_split_into_integers_and_are_not_rebalanced() {
+        let t0 = Instant::now();
+        let mut c = ClusterState::new();
+        for (n, threads) in [("a", 1), ("b", 2), ("c", 3)] {
+            c.heartbeat(hb(n, threads, 0, vec![]), t0);
+        }
+        let e = users_run(&mut c, 30, t0);
+        let users = |d: &Desired| d.order.as_ref().and_then(|o| o.users);
+        let a = users(&c.heartbeat(hb("a", 1, e, vec![]), t0)).unwrap();
+        let b = users(&c.heartbeat(hb("b", 2, e, vec![]), t0)).unwrap();
+        let cc = users(&c.heartbeat(hb("c", 3, e, vec![]), t0)).unwrap();
+        assert_eq!((a.users, b.users, cc.users), (5, 10, 15));
+        assert_eq!((a.first_user, b.first_user, cc.first_user), (0, 5, 15));
+        // Each spawns at its share of the 6/s: all finish spawning at 30 / 6 = 5 s.
+        assert_eq!(b.spawn_rate, Some(2.0));
+        // A worker joining mid-run gets nothing; nobody's order changes.
+        let now = t0 + START_LEAD + Duration::from_secs(2);
+        let d = c.heartbeat(hb("d", 4, e, vec![]), now);
+        assert!(d.order.is_none());
+        assert_eq!(
+            users(&c.heartbeat(hb("a", 1, e, vec![]), now)),
+            Some(a),
+            "no rebalancing of users"
+        );
+        // c falls silent: its users are gone, the others keep theirs.
+        let mut now = now;
+        for _ in 0..4 {
+            now += Duration::from_secs(1);
+            for (n, t) in [("a", 1), ("b", 2), ("d", 4)] {
+                c.heartbeat(hb(n, t, e, vec![]), now);
+            }
+            c.tick(now);
+        }
+        let run = c.run.as_ref().unwrap();
+        assert_eq!(run.users_running(&c.workers), 15);
+        assert!(
+            run.events
+                .iter()
+                .any(|(_, ev)| ev == "worker c lost with its 15 users (15 of 30 users left)"),
+            "{:?}",
+            run.events
+        );
+        assert_eq!(users(&c.heartbeat(hb("b", 2, e, vec![]), now)), Some(b));
+        // Back again: no order, so its engine stops.
+        assert!(c.heartbeat(hb("c", 3, e, vec![]), now).order.is_none());
+    }
+
+    #[test]
+    fn users_fewer_than_workers_leave_some_idle() {
+        let t0 = Instant::now();
+        let mut c = ClusterState::new();
+        for n in ["a", "b", "c"] {
+            c.heartbeat(hb(n, 1, 0, vec![]), t0);
+        }
+        let e = users_run(&mut c, 2, t0);
+        let orders: Vec<bool> = ["a", "b", "c"]
+            .iter()
+            .map(|n| c.heartbeat(hb(n, 1, e, vec![]), t0).order.is_some())
+            .collect();
+        assert_eq!(orders, [true, true, false], "ties go to the earlier name");
+    }
+
+    #[test]
+    fn abort_on_fail_stops_the_run_on_merged_totals() {
+        let t0 = Instant::now();
+        let mut c = ClusterState::new();
+        c.heartbeat(hb("a", 1, 0, vec![]), t0);
+        let e = c.start(
+            serde_json::json!({}),
+            Some(100.0),
+            Duration::ZERO,
+            None,
+            t0,
+            0,
+        );
+        let cfg = crate::cluster::coordinator::load_config(&[
+            "--rate".into(),
+            "100".into(),
+            "--threshold".into(),
+            "max<1ms".into(),
+            "--abort-on-fail".into(),
+            "http://127.0.0.1:1/".into(),
+        ])
+        .unwrap();
+        c.run.as_mut().unwrap().judge = Some(AbortJudge {
+            info: cfg.run_info(""),
+            thresholds: cfg.thresholds.clone(),
+        });
+        let start = t0 + START_LEAD;
+        let now = start + Duration::from_millis(1100);
+        c.heartbeat(hb("a", 1, e, vec![interval(e, 0, &[100, 200])]), now);
+        c.tick(now);
+        assert!(c.run.as_ref().unwrap().aborted.is_none(), "0.2 ms < 1 ms");
+        let now = start + Duration::from_millis(2100);
+        c.heartbeat(hb("a", 1, e, vec![interval(e, 1, &[5_000])]), now);
+        c.tick(now);
+        let run = c.run.as_ref().unwrap();
+        let a = run.aborted.as_ref().expect("max 5 ms fails max<1ms");
+        assert_eq!((a.threshold.as_str(), a.at_s), ("max<1ms", 2.0));
+        assert!(run.stopped);
+        assert!(c.heartbeat(hb("a", 1, e, vec![]), now).order.is_none());
+    }
+
+    proptest::proptest! {
+        /// The split sums to the users exactly and each part is within 1 of its exact share.
+        #[test]
+        fn users_split_sums_and_stays_within_one(
+            total in 0u64..100_000,
+            weights in proptest::collection::vec(1u64..256, 1..40),
+        ) {
+            let parts = split_users(total, &weights);
+            proptest::prop_assert_eq!(parts.len(), weights.len());
+            proptest::prop_assert_eq!(parts.iter().sum::<u64>(), total);
+            let sum: u64 = weights.iter().sum();
+            for (p, w) in parts.iter().zip(&weights) {
+                let exact = total as f64 * *w as f64 / sum as f64;
+                proptest::prop_assert!((*p as f64 - exact).abs() < 1.0, "{} vs {}", p, exact);
+            }
+        }
     }
 }

@@ -157,6 +157,20 @@ pub struct Order {
     pub start_unix_ms: u64,
     /// This worker's share of the total over time; the first step starts at 0 or later.
     pub shares: Vec<ShareStep>,
+    /// Users model only: this worker's integer part of the users. Absent for rate runs (and
+    /// from coordinators that predate it), so older peers keep understanding each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<UsersShare>,
+}
+
+/// A worker's part of a users-model run: it runs `users` users spawned at `spawn_rate` per
+/// second (its share of the cluster's spawn rate, so every worker finishes spawning when the
+/// global schedule does). `first_user` numbers its first user in the cluster's `0..N`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct UsersShare {
+    pub users: u64,
+    pub spawn_rate: Option<f64>,
+    pub first_user: u64,
 }
 
 /// Coordinator -> worker: the answer to every heartbeat.
@@ -215,6 +229,26 @@ mod tests {
             ..hb
         };
         assert!(serde_json::to_string(&idle).unwrap().len() < 200);
+    }
+
+    /// An order from a coordinator that predates users mode (no `users` field) still parses,
+    /// and a rate order does not send the field.
+    #[test]
+    fn orders_without_users_stay_compatible() {
+        let old = r#"{"load": ["--rate", "5"], "start_unix_ms": 1, "shares": [{"from_s": 0.0, "share": 1.0}]}"#;
+        let o: Order = serde_json::from_str(old).unwrap();
+        assert_eq!(o.users, None);
+        assert!(!serde_json::to_string(&o).unwrap().contains("users"));
+        let users = Order {
+            users: Some(UsersShare {
+                users: 7,
+                spawn_rate: Some(2.5),
+                first_user: 8,
+            }),
+            ..o
+        };
+        let back: Order = serde_json::from_str(&serde_json::to_string(&users).unwrap()).unwrap();
+        assert_eq!(back, users);
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub fn run_with(
         tls: cfg.tls.clone(),
         scenario: cfg.scenario.as_ref(),
         seed: cfg.seed,
+        first_user: cfg.first_user,
     };
     let barrier = Barrier::new(threads + 1);
     let start_at: Mutex<Option<Instant>> = Mutex::new(None);

@@ -64,6 +64,8 @@ pub struct Shared<'a> {
     /// A scenario picks and renders each request; `None` sends `request` every time.
     pub scenario: Option<&'a Scenario>,
     pub seed: u64,
+    /// Run-wide number of this process's first user (a cluster worker's offset).
+    pub first_user: u64,
 }
 
 /// What a worker reports when it ends.
@@ -158,9 +160,9 @@ impl<'a, D: Driver> Worker<'a, D> {
             real_offset: 0,
             untimed: 0,
             tls,
-            work: sh
-                .scenario
-                .map(|sc| Workload::new(sc, sh.seed, id, sh.threads, conns)),
+            work: sh.scenario.map(|sc| {
+                Workload::new(sc, sh.seed, id, sh.threads, conns).numbered_from(sh.first_user)
+            }),
             users: sh.plan.users().map(|u| {
                 // Slot c of thread t is user c*T + t of the run (as for CSV rows), so the
                 // threads' spawn times interleave into one global k / spawn_rate sequence.

@@ -188,6 +188,15 @@ impl<'a> Workload<'a> {
         self.utc_offset_s = crate::http::template::local_utc_offset(unix_s);
     }
 
+    /// Numbers this thread's users from `first` on (a cluster worker's first user), so CSV
+    /// rows picked per user do not repeat across workers.
+    pub fn numbered_from(mut self, first: u64) -> Self {
+        for n in &mut self.user_no {
+            *n += first;
+        }
+        self
+    }
+
     /// The user id of connection `conn` (its UUIDv4 text).
     pub fn user_id(&self, conn: u32) -> &[u8; 36] {
         &self.users[conn as usize]

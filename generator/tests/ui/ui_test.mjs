@@ -1,11 +1,12 @@
-// Drives the coordinator UI like a user: start a run, watch charts and tables update, stop it.
+// Drives the coordinator UI like a user: start a run, watch charts and tables update, stop it;
+// then the same in users mode.
 // Usage: node ui_test.mjs COORDINATOR_URL TARGET_URL  (CHROMIUM = path of the browser)
 import { launch } from "./browser.mjs";
 
 const [coord, target] = process.argv.slice(2);
 const fail = (msg) => { console.error("UI test failed: " + msg); process.exit(1); };
 const browser = await launch();
-const timer = setTimeout(() => fail("timed out"), 90_000);
+const timer = setTimeout(() => fail("timed out"), 110_000);
 try {
   const page = await browser.newPage();
   const errors = [];
@@ -46,8 +47,23 @@ try {
   await page.waitForFunction(() => document.querySelector("#phase").textContent === "finished", null, { timeout: 15_000 })
     .catch(() => fail("the run did not stop"));
   const shares = await page.$$eval("#workers tbody tr", (rows) => rows.map((r) => r.cells[3].textContent));
+  // Users mode: 20 users split over the workers, 100 ms think: about 200 req/s.
+  await page.selectOption("#mode", "users");
+  await page.fill("input[name=users]", "20");
+  await page.fill("input[name=spawn-rate]", "20");
+  await page.fill("input[name=think]", "100ms");
+  await page.click("#startbtn");
+  await page.waitForFunction(() => document.querySelector("#users").textContent === "20 / 20", null, { timeout: 10_000 })
+    .catch(() => fail("the users figure never showed 20 / 20"));
+  await page.waitForFunction(() => +document.querySelector("#rps").textContent > 100, null, { timeout: 20_000 })
+    .catch(() => fail("the users run's achieved rate never rose above 100"));
+  const users = await page.$$eval("#workers tbody tr", (rows) => rows.map((r) => +r.cells[4].textContent));
+  if (users.reduce((a, b) => a + b, 0) !== 20) fail("workers' users do not sum to 20: " + users.join(", "));
+  await page.click("#stopbtn");
+  await page.waitForFunction(() => document.querySelector("#phase").textContent === "finished", null, { timeout: 15_000 })
+    .catch(() => fail("the users run did not stop"));
   if (errors.length) fail("page errors: " + errors.join("; "));
-  console.log("UI ok: workers", shares.join(", "), "- chart pixels", drawn);
+  console.log("UI ok: workers", shares.join(", "), "- users", users.join(", "), "- chart pixels", drawn);
 } finally {
   clearTimeout(timer);
   await browser.close();
