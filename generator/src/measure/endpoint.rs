@@ -53,15 +53,7 @@ impl EndpointStats {
         if !(200..300).contains(&status) {
             self.bad_status = self.bad_status.saturating_add(1);
         }
-        let class = match status {
-            100..=599 => (status / 100) as usize,
-            _ => 0,
-        };
-        self.status[class] = self.status[class].saturating_add(1);
-        if status >= 400 {
-            let e = &mut self.errors[ErrorKind::Status.index()];
-            *e = e.saturating_add(1);
-        }
+        super::count_status(&mut self.status, &mut self.errors, status);
     }
 
     /// Counts one request that failed without a response, of error `kind`.

@@ -317,6 +317,25 @@ impl Snapshot {
     }
 }
 
+/// Counts one response of `status` by class (`[other, 1xx, ..., 5xx]`), and as a `status`
+/// error when >= 400: shared by the run's totals and the per-name rows, so both count alike.
+#[inline]
+pub(crate) fn count_status(
+    classes: &mut [u64; 6],
+    errors: &mut [u64; ErrorKind::COUNT],
+    status: u16,
+) {
+    let class = match status {
+        100..=599 => (status / 100) as usize,
+        _ => 0,
+    };
+    classes[class] = classes[class].saturating_add(1);
+    if status >= 400 {
+        let e = &mut errors[ErrorKind::Status.index()];
+        *e = e.saturating_add(1);
+    }
+}
+
 /// Per-thread recorder. Owned by one worker thread; every `record_*` call is allocation-,
 /// lock- and log-free.
 #[derive(Debug, Default)]
@@ -382,15 +401,7 @@ impl Recorder {
         s.lag.record_ns(sent.saturating_sub(intended));
         s.requests = s.requests.saturating_add(1);
         s.bytes_received = s.bytes_received.saturating_add(bytes);
-        let class = match status {
-            100..=599 => (status / 100) as usize,
-            _ => 0,
-        };
-        s.status[class] = s.status[class].saturating_add(1);
-        if status >= 400 {
-            let e = &mut s.errors[ErrorKind::Status.index()];
-            *e = e.saturating_add(1);
-        }
+        count_status(&mut s.status, &mut s.errors, status);
     }
 
     /// Counts one failed request.
