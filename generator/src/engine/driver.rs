@@ -83,6 +83,11 @@ pub trait Driver {
     /// and the cancel itself completes as [`Op::Cancel`].
     fn cancel(&mut self, conn: u32, fd: RawFd);
 
+    /// Connection `conn` owes the driver nothing any more and its descriptor is about to be
+    /// closed: drop whatever the driver holds for it (io_uring's registered-file slot would
+    /// otherwise keep the socket open after `close`).
+    fn release(&mut self, _conn: u32) {}
+
     /// Submit what is queued and wait up to `timeout_ns`, returning earlier as `wake`
     /// allows. Appends completions to `out` (which keeps its capacity: no allocation).
     fn wait(&mut self, timeout_ns: u64, wake: Wake, out: &mut Vec<Completion>) -> io::Result<()>;

@@ -746,6 +746,7 @@ impl<'a, D: Driver> Worker<'a, D> {
     fn finish_close(&mut self, i: u32, now: u64) {
         let c = &mut self.conns[i as usize];
         if c.fd >= 0 {
+            self.driver.release(i);
             // SAFETY: the descriptor is ours and no operation references it any more.
             unsafe { libc::close(c.fd) };
             c.fd = -1;
@@ -792,8 +793,9 @@ impl<'a, D: Driver> Worker<'a, D> {
                 c.pending = c.pending.saturating_sub(1);
             }
         }
-        for c in &mut self.conns {
+        for (i, c) in self.conns.iter_mut().enumerate() {
             if c.fd >= 0 {
+                self.driver.release(i as u32);
                 // SAFETY: descriptor owned by this connection; nothing references it now.
                 unsafe { libc::close(c.fd) };
                 c.fd = -1;
