@@ -108,6 +108,36 @@ pub(crate) fn decode(user_data: u64, res: i32) -> Completion {
     }
 }
 
+/// Helpers for the drivers' own unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    /// A non-blocking IPv4 TCP socket, as the engine opens them.
+    pub fn socket() -> RawFd {
+        socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM.nonblocking(),
+            None,
+        )
+        .unwrap()
+        .into_raw_fd()
+    }
+
+    /// Wait until `n` completions arrived (bounded: 200 waits of 10 ms).
+    pub fn collect(d: &mut impl Driver, n: usize) -> Vec<Completion> {
+        let mut out = Vec::new();
+        for _ in 0..200 {
+            if out.len() >= n {
+                break;
+            }
+            d.wait(10_000_000, Wake::FirstCompletion, &mut out).unwrap();
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

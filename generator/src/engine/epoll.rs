@@ -363,34 +363,13 @@ fn sleep_ns(ns: u64) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::driver::testing::{collect, socket};
     use super::*;
     use std::io::{Read, Write};
-    use std::os::fd::{AsRawFd, IntoRawFd};
-
-    fn socket() -> RawFd {
-        let s = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::STREAM.nonblocking(),
-            None,
-        )
-        .unwrap();
-        s.into_raw_fd()
-    }
+    use std::os::fd::AsRawFd;
 
     fn cq(conn: u32, op: Op, res: i32) -> Completion {
         Completion { conn, op, res }
-    }
-
-    /// Wait until `n` completions arrived (bounded: 200 waits of 10 ms).
-    fn collect(d: &mut Epoll, n: usize) -> Vec<Completion> {
-        let mut out = Vec::new();
-        for _ in 0..200 {
-            if out.len() >= n {
-                break;
-            }
-            d.wait(10_000_000, Wake::FirstCompletion, &mut out).unwrap();
-        }
-        out
     }
 
     #[test]

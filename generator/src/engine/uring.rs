@@ -202,77 +202,65 @@ impl Driver for Uring {
 
 #[cfg(test)]
 mod tests {
+    use super::super::driver::testing::{collect, socket};
     use super::*;
     use std::io::{Read, Write};
-    use std::os::fd::IntoRawFd;
+    use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
 
-    fn socket() -> RawFd {
-        socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::STREAM.nonblocking(),
-            None,
-        )
-        .unwrap()
-        .into_raw_fd()
-    }
-
-    /// Wait until `n` completions arrived (bounded: 200 waits of 10 ms).
-    fn collect(d: &mut Uring, n: usize) -> Vec<Completion> {
-        let mut out = Vec::new();
-        for _ in 0..200 {
-            if out.len() >= n {
-                break;
-            }
-            d.wait(10_000_000, Wake::FirstCompletion, &mut out).unwrap();
-        }
-        out
-    }
-
-    /// A ring, or why this kernel or sandbox has none (the test then checks nothing).
-    fn ring(conns: usize) -> Option<Uring> {
-        match Uring::new(conns) {
-            Ok(r) => Some(r),
+    /// A ring with connection `conn` connected to a fresh listener: the ring, the socket and
+    /// the accepted peer; `None` (after saying why) where this kernel or sandbox has no
+    /// io_uring, so the test checks nothing there.
+    fn connected(conns: usize, conn: u32) -> Option<(Uring, RawFd, TcpStream)> {
+        let mut d = match Uring::new(conns) {
+            Ok(r) => r,
             Err(e) => {
                 eprintln!("skipped: io_uring unavailable here ({e})");
-                None
+                return None;
             }
-        }
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = SockAddr::from(listener.local_addr().unwrap());
+        let fd = socket();
+        // SAFETY: `addr` outlives the completion collected here.
+        unsafe { d.connect(conn, fd, &addr) };
+        assert_eq!(
+            collect(&mut d, 1),
+            vec![decode(user_data(conn, Op::Connect), 0)]
+        );
+        assert_eq!(d.table, d.registered[conn as usize], "connect registers");
+        let (peer, _) = listener.accept().unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Some((d, fd, peer))
+    }
+
+    /// A receive message with one iovec and no control buffer.
+    fn msg_over(iov: &mut libc::iovec) -> libc::msghdr {
+        // SAFETY: an all-zero msghdr is valid.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov;
+        msg.msg_iovlen = 1;
+        msg
     }
 
     #[test]
     fn registered_sockets_carry_a_request_and_close_for_real_on_release() {
-        let Some(mut d) = ring(2) else { return };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = SockAddr::from(listener.local_addr().unwrap());
-        let fd = socket();
-        // SAFETY: `addr` outlives the completion collected below.
-        unsafe { d.connect(1, fd, &addr) };
-        assert_eq!(collect(&mut d, 1)[0], decode(user_data(1, Op::Connect), 0));
-        assert_eq!(
-            d.table, d.registered[1],
-            "connect registers when a table exists"
-        );
-        let (mut peer, _) = listener.accept().unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-
+        let Some((mut d, fd, mut peer)) = connected(2, 1) else {
+            return;
+        };
         let req = b"ping";
         let mut buf = [0u8; 16];
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
-        // SAFETY: zeroed msghdr is valid; it and `iov`/`buf` outlive the completions.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        // SAFETY: as above; `req` is static.
+        let mut msg = msg_over(&mut iov);
+        // SAFETY: `msg`, `iov` and `buf` outlive the completions; `req` is static.
         unsafe {
             d.recv(1, fd, &mut msg);
             d.send(1, fd, req.as_ptr(), req.len());
         }
-        let sent = collect(&mut d, 1);
-        assert_eq!(sent, vec![decode(user_data(1, Op::Send), 4)]);
+        assert_eq!(collect(&mut d, 1), vec![decode(user_data(1, Op::Send), 4)]);
         let mut got = [0u8; 4];
         peer.read_exact(&mut got).unwrap();
         assert_eq!(&got, req);
@@ -292,23 +280,15 @@ mod tests {
 
     #[test]
     fn cancel_by_registered_slot_ends_a_pending_receive() {
-        let Some(mut d) = ring(1) else { return };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = SockAddr::from(listener.local_addr().unwrap());
-        let fd = socket();
-        // SAFETY: `addr` outlives the completion.
-        unsafe { d.connect(0, fd, &addr) };
-        assert_eq!(collect(&mut d, 1)[0].res, 0);
-        let _peer = listener.accept().unwrap();
+        let Some((mut d, fd, _peer)) = connected(1, 0) else {
+            return;
+        };
         let mut buf = [0u8; 8];
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
-        // SAFETY: as in the test above.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
+        let mut msg = msg_over(&mut iov);
         // SAFETY: `msg` outlives the completions collected below.
         unsafe { d.recv(0, fd, &mut msg) };
         d.cancel(0, fd);
