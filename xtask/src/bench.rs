@@ -621,6 +621,30 @@ fn stall_probe(span: Duration) -> Option<Stalls> {
     .flatten()
 }
 
+/// Goal C's runs: each lag p99 beside the CPU 0 stalls measured just before it (the lag's
+/// tail follows the host more than the tool, docs/benchmarks.md); empty without C runs.
+fn lag_beside_stalls(runs: &[Run]) -> String {
+    let per_run: Vec<String> = runs
+        .iter()
+        .filter(|r| r.scenario == "C" && r.tool == Tool::Gen && r.error.is_none())
+        .filter_map(|r| {
+            let l = r.gen.as_ref()?["lag_p99_us"].as_f64()?;
+            Some(match r.stalls {
+                Some(st) => format!(
+                    "{l:.0} µs after {:.1} ms/s of stalls (longest {:.0} µs)",
+                    st.lost_ms_per_s, st.max_gap_us
+                ),
+                None => format!("{l:.0} µs"),
+            })
+        })
+        .collect();
+    if per_run.is_empty() {
+        String::new()
+    } else {
+        format!(" (runs: {})", per_run.join("; "))
+    }
+}
+
 /// Busy CPU-seconds of CPU 0 and CPU 1 since boot (/proc/stat, USER_HZ = 100).
 fn cpu_busy() -> Option<[f64; 2]> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
@@ -1020,30 +1044,11 @@ fn render(o: &Opts, runs: &[Run], bins: &[Result<PathBuf, String>]) -> String {
     }
     goals.push((
         "C: gen schedule lag p99 at 50k req/s < 1 ms".into(),
-        {
-            // Each run's lag beside the CPU 0 stalls measured just before it: the lag's
-            // tail follows the host more than the tool (docs/benchmarks.md).
-            let per_run: Vec<String> = runs
-                .iter()
-                .filter(|r| r.scenario == "C" && r.tool == Tool::Gen && r.error.is_none())
-                .filter_map(|r| {
-                    let l = r.gen.as_ref()?["lag_p99_us"].as_f64()?;
-                    Some(match r.stalls {
-                        Some(st) => format!(
-                            "{l:.0} µs after {:.1} ms/s of stalls (longest {:.0} µs)",
-                            st.lost_ms_per_s, st.max_gap_us
-                        ),
-                        None => format!("{l:.0} µs"),
-                    })
-                })
-                .collect();
-            let runs = if per_run.is_empty() {
-                String::new()
-            } else {
-                format!(" (runs: {})", per_run.join("; "))
-            };
-            format!("{}{runs}", opt(lag, |x| format!("{x:.0} µs")))
-        },
+        format!(
+            "{}{}",
+            opt(lag, |x| format!("{x:.0} µs")),
+            lag_beside_stalls(runs)
+        ),
         lag.map(|l| l < GOAL_LAG_P99_US),
     ));
     // Whole process (GNU time: includes loading the probes, 0.05-0.1 s of CPU once) and the
